@@ -1,0 +1,164 @@
+#include "pg.hpp"
+
+#include "catalog.hpp"
+
+namespace rr {
+
+namespace {
+
+// Runs `body` inside a transaction with SPI and a snapshot. On ERROR the
+// error is logged (and copied to `error`), the transaction aborted, and the
+// caller gets `failed`. No C++ object with a destructor lives in here.
+template <typename Body>
+CatalogStatus in_transaction(const char *what, Body body, char *error = nullptr, std::size_t error_len = 0)
+{
+    MemoryContext caller = CurrentMemoryContext;
+    volatile CatalogStatus status = CatalogStatus::failed;
+
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    PG_TRY();
+    {
+        if (SPI_connect() != SPI_OK_CONNECT)
+            elog(ERROR, "SPI_connect failed");
+        PushActiveSnapshot(GetTransactionSnapshot());
+        pgstat_report_activity(STATE_RUNNING, what);
+        status = body();
+        SPI_finish();
+        PopActiveSnapshot();
+        CommitTransactionCommand();
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(caller);
+        ErrorData *edata = CopyErrorData();
+        FlushErrorState();
+        if (error != nullptr)
+            copy_str(error, error_len, edata->message);
+        ereport(LOG, (errmsg("replica_router worker could not %s: %s", what, edata->message)));
+        FreeErrorData(edata);
+        AbortCurrentTransaction();
+        status = CatalogStatus::failed;
+    }
+    PG_END_TRY();
+    pgstat_report_activity(STATE_IDLE, nullptr);
+    MemoryContextSwitchTo(caller);
+    return status;
+}
+
+const char *kUpsert =
+    "INSERT INTO replica_router.routing_hints AS h"
+    " (node_id, node, host, port, state, lag_bytes, lag_seconds, replay_lsn, replay_paused,"
+    "  connections, max_connections, last_success, error, updated_at)"
+    " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now()"
+    " WHERE EXISTS (SELECT 1 FROM replica_router.nodes n WHERE n.id = $1)"
+    " ON CONFLICT (node_id) DO UPDATE SET node = EXCLUDED.node, host = EXCLUDED.host, port = EXCLUDED.port,"
+    "  state = EXCLUDED.state, lag_bytes = EXCLUDED.lag_bytes, lag_seconds = EXCLUDED.lag_seconds,"
+    "  replay_lsn = EXCLUDED.replay_lsn, replay_paused = EXCLUDED.replay_paused,"
+    "  connections = EXCLUDED.connections, max_connections = EXCLUDED.max_connections,"
+    "  last_success = EXCLUDED.last_success, error = EXCLUDED.error, updated_at = now()";
+
+const char *kHeartbeat =
+    "INSERT INTO replica_router.heartbeat AS b (id, primary_time, system_identifier, worker_pid)"
+    " VALUES (true, now(), $1, $2)"
+    " ON CONFLICT (id) DO UPDATE SET primary_time = now(), system_identifier = EXCLUDED.system_identifier,"
+    "  worker_pid = EXCLUDED.worker_pid";
+
+} // namespace
+
+CatalogStatus catalog_extension_present()
+{
+    return in_transaction("check for the extension", []() -> CatalogStatus {
+        Oid ext = get_extension_oid("replica_router", true);
+        return OidIsValid(ext) ? CatalogStatus::ok : CatalogStatus::absent;
+    });
+}
+
+CatalogStatus catalog_load_nodes(NodeRow *out, int cap, int *count)
+{
+    *count = 0;
+    return in_transaction("read the replica registry", [out, cap, count]() -> CatalogStatus {
+        if (!OidIsValid(get_extension_oid("replica_router", true)))
+            return CatalogStatus::absent;
+        int rc = SPI_execute("SELECT id, name, conninfo, weight, enabled, coalesce(zone, '')"
+                             " FROM replica_router.nodes ORDER BY id",
+                             true, 0);
+        if (rc != SPI_OK_SELECT)
+            elog(ERROR, "reading replica_router.nodes failed: %s", SPI_result_code_string(rc));
+        int n = 0;
+        for (uint64 i = 0; i < SPI_processed && n < cap; ++i) {
+            HeapTuple tup = SPI_tuptable->vals[i];
+            TupleDesc desc = SPI_tuptable->tupdesc;
+            bool isnull;
+            NodeRow &r = out[n++];
+            r.id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+            copy_str(r.name, sizeof r.name, SPI_getvalue(tup, desc, 2));
+            copy_str(r.conninfo, sizeof r.conninfo, SPI_getvalue(tup, desc, 3));
+            r.weight = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
+            r.enabled = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+            copy_str(r.zone, sizeof r.zone, SPI_getvalue(tup, desc, 6));
+        }
+        *count = n;
+        return CatalogStatus::ok;
+    });
+}
+
+CatalogStatus catalog_write_hints(const NodeHint *rows, int n, bool heartbeat, char *error, std::size_t error_len)
+{
+    return in_transaction(
+        "write routing hints",
+        [rows, n, heartbeat]() -> CatalogStatus {
+            if (!OidIsValid(get_extension_oid("replica_router", true)))
+                return CatalogStatus::absent;
+            Oid types[13] = {INT4OID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID, FLOAT8OID,
+                             LSNOID, BOOLOID, INT4OID, INT4OID, TIMESTAMPTZOID, TEXTOID};
+            for (int i = 0; i < n; ++i) {
+                const NodeHint &h = rows[i];
+                bool polled = h.has_result;
+                Datum v[13] = {
+                    Int32GetDatum(h.node_id),
+                    CStringGetTextDatum(h.name),
+                    CStringGetTextDatum(h.host),
+                    Int32GetDatum(h.port),
+                    CStringGetTextDatum(state_name(h.state)),
+                    Int64GetDatum(h.lag_bytes),
+                    Float8GetDatum(static_cast<double>(h.lag) / 1e6),
+                    LSNGetDatum(h.replay_lsn),
+                    BoolGetDatum(h.replay_paused),
+                    Int32GetDatum(h.connections),
+                    Int32GetDatum(h.max_connections),
+                    TimestampTzGetDatum(h.last_success),
+                    CStringGetTextDatum(h.error),
+                };
+                char nulls[14] = "             ";
+                if (!polled || h.lag_bytes < 0)
+                    nulls[5] = 'n';
+                if (!polled || h.lag < 0)
+                    nulls[6] = 'n';
+                if (!polled)
+                    nulls[7] = nulls[8] = nulls[9] = nulls[10] = 'n';
+                if (h.last_success == 0)
+                    nulls[11] = 'n';
+                if (h.error[0] == '\0')
+                    nulls[12] = 'n';
+                if (h.port == 0)
+                    nulls[3] = 'n';
+                int rc = SPI_execute_with_args(kUpsert, 13, types, v, nulls, false, 0);
+                if (rc != SPI_OK_INSERT)
+                    elog(ERROR, "writing replica_router.routing_hints failed: %s", SPI_result_code_string(rc));
+            }
+            if (heartbeat) {
+                Oid hb_types[2] = {TEXTOID, INT4OID};
+                char sysid[32];
+                snprintf(sysid, sizeof sysid, UINT64_FORMAT, GetSystemIdentifier());
+                Datum hb[2] = {CStringGetTextDatum(sysid), Int32GetDatum(MyProcPid)};
+                int rc = SPI_execute_with_args(kHeartbeat, 2, hb_types, hb, nullptr, false, 0);
+                if (rc != SPI_OK_INSERT)
+                    elog(ERROR, "writing replica_router.heartbeat failed: %s", SPI_result_code_string(rc));
+            }
+            return CatalogStatus::ok;
+        },
+        error, error_len);
+}
+
+} // namespace rr

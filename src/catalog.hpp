@@ -1,0 +1,32 @@
+// The worker's reads and writes of the extension's tables, each in its own
+// short transaction. PostgreSQL side: errors are caught, reported to the log,
+// and the transaction is aborted, so the worker's loop goes on.
+#pragma once
+
+#include "hint.hpp"
+
+namespace rr {
+
+constexpr std::size_t kConninfoLen = 1024;
+
+struct NodeRow {
+    int32_t id;
+    int32_t weight;
+    bool enabled;
+    char name[kNameLen];
+    char zone[kNameLen];
+    char conninfo[kConninfoLen];
+};
+
+enum class CatalogStatus { ok, absent, failed };
+
+// Is the extension installed (and committed) in this database?
+CatalogStatus catalog_extension_present();
+
+// Reads the registry into `out` (at most `cap` rows), sets *count.
+CatalogStatus catalog_load_nodes(NodeRow *out, int cap, int *count);
+
+// Upserts the given hints; `heartbeat` also stamps the heartbeat row.
+CatalogStatus catalog_write_hints(const NodeHint *rows, int n, bool heartbeat, char *error, std::size_t error_len);
+
+} // namespace rr

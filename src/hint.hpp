@@ -1,0 +1,69 @@
+// Types shared by the worker, shared memory and the SQL functions.
+// C++-only: no PostgreSQL headers, so routing and lag logic can be built and
+// reasoned about without the server. Everything here is trivially copyable
+// because it lives in shared memory.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+namespace rr {
+
+// Timestamps are PostgreSQL TimestampTz values: microseconds since 2000-01-01.
+using Micros = int64_t;
+using Lsn = uint64_t;
+
+constexpr std::size_t kNameLen = 64;      // NAMEDATALEN
+constexpr std::size_t kHostLen = 256;
+constexpr std::size_t kErrorLen = 256;
+constexpr std::size_t kMaxNodesHard = 256; // shared-memory capacity ceiling
+
+enum class NodeState : uint8_t {
+    unknown = 0,  // registered, not yet polled
+    healthy,
+    lagging,      // replay lag over max_lag
+    down,         // cannot connect or query within the timeouts
+    promoted,     // not in recovery any more
+    foreign,      // system identifier differs from the primary's
+    stale,        // no successful poll for stale_after
+    disabled,     // enabled = false in the registry
+};
+
+const char *state_name(NodeState s);
+
+struct NodeHint {
+    int32_t node_id;
+    int32_t weight;
+    int32_t port;
+    NodeState state;
+    bool enabled;
+    bool in_recovery;
+    bool replay_paused;
+    bool has_result;       // at least one poll has succeeded
+    Lsn receive_lsn;
+    Lsn replay_lsn;
+    int64_t lag_bytes;     // -1 when unknown
+    Micros lag;            // replay lag, -1 when unknown
+    Micros last_replay_ts; // 0 when the replica never replayed a transaction
+    Micros last_poll;      // last attempt finished (success or failure)
+    Micros last_success;   // 0 = never
+    Micros state_since;
+    uint64_t system_id;
+    int32_t timeline;
+    int32_t connections;
+    int32_t max_connections;
+    uint32_t failures;     // consecutive failed polls
+    char name[kNameLen];
+    char host[kHostLen];
+    char zone[kNameLen];
+    char error[kErrorLen];
+};
+
+static_assert(std::is_trivially_copyable_v<NodeHint>, "NodeHint lives in shared memory");
+static_assert(std::is_standard_layout_v<NodeHint>, "NodeHint lives in shared memory");
+
+// Copy a C string into a fixed buffer, always terminated, silently truncated.
+void copy_str(char *dst, std::size_t cap, const char *src) noexcept;
+
+} // namespace rr

@@ -1,0 +1,48 @@
+#include "lag.hpp"
+
+namespace rr {
+
+void LsnHistory::record(Micros now, Lsn primary_lsn) noexcept
+{
+    if (count_ > 0 && at(count_ - 1).lsn >= primary_lsn)
+        return;
+    if (count_ == kCapacity) {
+        head_ = (head_ + 1) % kCapacity;
+        --count_;
+    }
+    ring_[(head_ + count_) % kCapacity] = Sample{primary_lsn, now};
+    ++count_;
+}
+
+Micros LsnHistory::lag(Lsn replay, Lsn primary_at_poll, Micros polled_at, Micros last_replay_ts) const noexcept
+{
+    if (replay >= primary_at_poll)
+        return 0;
+
+    // Samples are sorted by LSN: binary search for the first one past `replay`.
+    std::size_t lo = 0, hi = count_;
+    while (lo < hi) {
+        std::size_t mid = (lo + hi) / 2;
+        if (at(mid).lsn > replay)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+
+    Micros passed_at;
+    if (lo == count_) {
+        passed_at = polled_at; // history ends before the poll's own sample
+    } else if (lo > 0) {
+        passed_at = at(lo).first_seen;
+    } else {
+        // Older than everything we remember (or no history yet): the oldest
+        // sample is a lower bound; the replica's last replayed commit may say more.
+        passed_at = count_ > 0 ? at(0).first_seen : polled_at;
+        if (last_replay_ts > 0 && last_replay_ts < passed_at)
+            passed_at = last_replay_ts;
+    }
+    Micros lag = polled_at - passed_at;
+    return lag > 0 ? lag : 0;
+}
+
+} // namespace rr

@@ -1,0 +1,31 @@
+// Library entry: settings, shared memory and the background worker.
+#include "pg.hpp"
+
+#include "guc.hpp"
+#include "shmem.hpp"
+
+extern "C" {
+PG_MODULE_MAGIC;
+PGDLLEXPORT void _PG_init(void);
+}
+
+void _PG_init(void)
+{
+    rr_define_gucs(process_shared_preload_libraries_in_progress);
+    if (!process_shared_preload_libraries_in_progress)
+        return; // CREATE EXTENSION then fails with a hint (see _assert_preloaded)
+
+    rr::shmem_install_hooks();
+
+    BackgroundWorker worker;
+    memset(&worker, 0, sizeof worker);
+    worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    // Hints are written to a table, which a standby cannot do.
+    worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    worker.bgw_restart_time = 1;
+    snprintf(worker.bgw_library_name, BGW_MAXLEN, "replica_router");
+    snprintf(worker.bgw_function_name, BGW_MAXLEN, "replica_router_worker_main");
+    snprintf(worker.bgw_name, BGW_MAXLEN, "replica_router worker");
+    snprintf(worker.bgw_type, BGW_MAXLEN, "replica_router worker");
+    RegisterBackgroundWorker(&worker);
+}

@@ -1,0 +1,361 @@
+#include "poller.hpp"
+
+#include "conninfo.hpp"
+
+#include <libpq-fe.h>
+#include <netdb.h>
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+namespace rr {
+
+namespace {
+
+// One round trip tells us everything we need about the replica.
+constexpr const char *kPollQuery =
+    "SELECT pg_catalog.pg_is_in_recovery(),"
+    " pg_catalog.pg_last_wal_receive_lsn(),"
+    " pg_catalog.pg_last_wal_replay_lsn(),"
+    " floor(extract(epoch FROM pg_catalog.pg_last_xact_replay_timestamp()) * 1000000)::int8,"
+    " CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END,"
+    " (SELECT system_identifier FROM pg_catalog.pg_control_system()),"
+    " COALESCE((SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver),"
+    "          (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint())),"
+    " (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend'),"
+    " pg_catalog.current_setting('max_connections')::int4";
+
+constexpr Micros kUnixToPgEpoch = 946'684'800LL * 1'000'000LL;
+constexpr Micros kDnsRecheck = 10'000; // how often to look at a pending lookup
+
+Lsn parse_lsn(const char *s)
+{
+    unsigned hi = 0, lo = 0;
+    if (s == nullptr || std::sscanf(s, "%X/%X", &hi, &lo) != 2)
+        return 0;
+    return (static_cast<Lsn>(hi) << 32) | lo;
+}
+
+// libpq's messages end in newlines and may span lines; keep the first line.
+std::string first_line(const char *msg)
+{
+    std::string s = msg != nullptr ? msg : "";
+    auto nl = s.find('\n');
+    if (nl != std::string::npos)
+        s.resize(nl);
+    if (s.empty())
+        s = "unknown libpq error";
+    return s;
+}
+
+} // namespace
+
+// An in-flight getaddrinfo_a() request. glibc writes into it from its helper
+// thread until the request completes, so a request that could not be
+// cancelled is parked until it finishes and only then freed.
+struct Poller::Resolution {
+    std::string host;
+    struct addrinfo hints {};
+    struct gaicb cb {};
+    Resolution(std::string h) : host(std::move(h))
+    {
+        hints.ai_socktype = SOCK_STREAM;
+        cb.ar_name = host.c_str();
+        cb.ar_request = &hints;
+    }
+    ~Resolution()
+    {
+        if (cb.ar_result != nullptr)
+            freeaddrinfo(cb.ar_result);
+    }
+};
+
+namespace {
+std::vector<void *> &parked()
+{
+    static std::vector<void *> list;
+    return list;
+}
+} // namespace
+
+void Poller::cancel_resolution() noexcept
+{
+    if (!dns_)
+        return;
+    if (gai_error(&dns_->cb) == EAI_INPROGRESS && gai_cancel(&dns_->cb) != EAI_CANCELED) {
+        try {
+            parked().push_back(dns_.release());
+        } catch (...) {
+            (void) dns_.release(); // leak rather than free memory glibc still writes to
+        }
+    }
+    dns_.reset();
+    // Free parked requests that have finished since.
+    auto &list = parked();
+    for (auto it = list.begin(); it != list.end();) {
+        auto *r = static_cast<Resolution *>(*it);
+        if (gai_error(&r->cb) != EAI_INPROGRESS) {
+            delete r;
+            it = list.erase(it);
+        } else {
+            ++it;
+        }
+    }
+}
+
+Poller::Poller(std::string conninfo, FdBudget fds) : conninfo_(std::move(conninfo)), fds_(fds) {}
+
+Poller::~Poller() { disconnect(); }
+
+void Poller::disconnect() noexcept
+{
+    cancel_resolution();
+    if (conn_ != nullptr) {
+        // Read what the server already sent so it does not log a reset.
+        PQconsumeInput(conn_);
+        PQfinish(conn_);
+        conn_ = nullptr;
+    }
+    if (fd_held_ && fds_.release != nullptr)
+        fds_.release();
+    fd_held_ = false;
+    phase_ = Phase::idle;
+    wants_ = Wants::nothing;
+    deadline_ = 0;
+}
+
+bool Poller::busy() const noexcept
+{
+    return phase_ == Phase::resolving || phase_ == Phase::connecting || phase_ == Phase::querying;
+}
+
+int Poller::socket() const noexcept
+{
+    if (conn_ == nullptr || wants_ == Wants::nothing)
+        return -1;
+    return PQsocket(conn_);
+}
+
+Wants Poller::wants() const noexcept { return socket() >= 0 ? wants_ : Wants::nothing; }
+
+bool Poller::start(Micros now, const PollSettings &s)
+{
+    if (busy())
+        return false;
+    settings_ = s;
+    if (phase_ == Phase::ready)
+        return send_query(now);
+    connect_deadline_ = now + s.connect_timeout;
+    Endpoint ep = conninfo_endpoint(conninfo_);
+    if (!ep.needs_dns)
+        return begin_connect(now, nullptr);
+
+    dns_ = std::make_unique<Resolution>(ep.host);
+    struct gaicb *list[1] = {&dns_->cb};
+    if (getaddrinfo_a(GAI_NOWAIT, list, 1, nullptr) != 0) {
+        dns_.reset();
+        return fail("could not start resolving host name \"" + ep.host + "\"");
+    }
+    phase_ = Phase::resolving;
+    wants_ = Wants::nothing;
+    deadline_ = std::min(connect_deadline_, now + kDnsRecheck);
+    return false;
+}
+
+bool Poller::begin_connect(Micros now, const char *hostaddr)
+{
+    (void) now;
+    if (fds_.acquire != nullptr && !fds_.acquire())
+        return fail("no file descriptor available for a new connection");
+    fd_held_ = true;
+
+    char timeout_opt[64];
+    std::snprintf(timeout_opt, sizeof timeout_opt, "-c statement_timeout=%lld",
+                  static_cast<long long>(settings_.query_timeout / 1000));
+    // Entries before dbname are defaults the registered conninfo may override;
+    // hostaddr comes after it so our own resolution wins.
+    const char *keys[] = {"application_name", "options", "dbname", hostaddr ? "hostaddr" : nullptr, nullptr};
+    const char *vals[] = {"replica_router", timeout_opt, conninfo_.c_str(), hostaddr, nullptr};
+    conn_ = PQconnectStartParams(keys, vals, 1);
+    if (conn_ == nullptr)
+        return fail("out of memory while starting a connection");
+    if (PQstatus(conn_) == CONNECTION_BAD)
+        return fail(first_line(PQerrorMessage(conn_)));
+    phase_ = Phase::connecting;
+    wants_ = Wants::write; // as if PQconnectPoll had answered PGRES_POLLING_WRITING
+    deadline_ = connect_deadline_;
+    return false;
+}
+
+bool Poller::send_query(Micros now)
+{
+    if (PQsendQuery(conn_, kPollQuery) == 0)
+        return fail(first_line(PQerrorMessage(conn_)));
+    phase_ = Phase::querying;
+    deadline_ = now + settings_.query_timeout;
+    int flushed = PQflush(conn_);
+    if (flushed < 0)
+        return fail(first_line(PQerrorMessage(conn_)));
+    wants_ = flushed == 1 ? Wants::write : Wants::read;
+    return false;
+}
+
+bool Poller::fail(std::string why)
+{
+    disconnect();
+    result_ = PollResult{};
+    result_.error = std::move(why);
+    return true;
+}
+
+bool Poller::advance(Micros now)
+{
+    switch (phase_) {
+    case Phase::idle:
+        return false;
+    case Phase::resolving:
+        return step_resolve(now);
+    case Phase::connecting:
+        return step_connect(now);
+    case Phase::querying:
+        return step_query(now);
+    case Phase::ready:
+        return step_ready(now);
+    }
+    return false;
+}
+
+bool Poller::step_resolve(Micros now)
+{
+    int rc = gai_error(&dns_->cb);
+    if (rc == EAI_INPROGRESS) {
+        if (now >= connect_deadline_)
+            return fail("timeout resolving host name \"" + dns_->host + "\"");
+        deadline_ = std::min(connect_deadline_, now + kDnsRecheck);
+        return false;
+    }
+    if (rc != 0 || dns_->cb.ar_result == nullptr)
+        return fail("could not resolve host name \"" + dns_->host + "\": " + gai_strerror(rc));
+
+    char addr[INET6_ADDRSTRLEN] = "";
+    const struct addrinfo *ai = dns_->cb.ar_result;
+    const void *raw = ai->ai_family == AF_INET6
+                          ? static_cast<const void *>(&reinterpret_cast<const sockaddr_in6 *>(ai->ai_addr)->sin6_addr)
+                          : static_cast<const void *>(&reinterpret_cast<const sockaddr_in *>(ai->ai_addr)->sin_addr);
+    inet_ntop(ai->ai_family, raw, addr, sizeof addr);
+    dns_.reset();
+    return begin_connect(now, addr);
+}
+
+bool Poller::step_connect(Micros now)
+{
+    if (now >= connect_deadline_)
+        return fail("timeout connecting to the replica");
+    switch (PQconnectPoll(conn_)) {
+    case PGRES_POLLING_READING:
+        wants_ = Wants::read;
+        return false;
+    case PGRES_POLLING_WRITING:
+        wants_ = Wants::write;
+        return false;
+    case PGRES_POLLING_FAILED:
+        return fail(first_line(PQerrorMessage(conn_)));
+    case PGRES_POLLING_OK:
+        if (PQsetnonblocking(conn_, 1) != 0)
+            return fail(first_line(PQerrorMessage(conn_)));
+        return send_query(now);
+    default:
+        return false;
+    }
+}
+
+bool Poller::step_query(Micros now)
+{
+    if (now >= deadline_)
+        return fail("timeout waiting for the replica to answer");
+    if (wants_ == Wants::write) {
+        int flushed = PQflush(conn_);
+        if (flushed < 0)
+            return fail(first_line(PQerrorMessage(conn_)));
+        wants_ = flushed == 1 ? Wants::write : Wants::read;
+        return false;
+    }
+    if (PQconsumeInput(conn_) == 0)
+        return fail(first_line(PQerrorMessage(conn_)));
+
+    PollResult r;
+    bool got_row = false;
+    while (PQisBusy(conn_) == 0) {
+        PGresult *res = PQgetResult(conn_);
+        if (res == nullptr) {
+            // All results read: the poll is complete.
+            if (!got_row && r.error.empty())
+                r.error = "the replica returned no row";
+            r.ok = r.error.empty();
+            if (r.ok) {
+                r.host = PQhost(conn_) ? PQhost(conn_) : "";
+                r.port = PQport(conn_) ? PQport(conn_) : "";
+            }
+            result_ = std::move(r);
+            phase_ = Phase::ready;
+            wants_ = Wants::read; // watch the idle connection for a drop
+            deadline_ = 0;
+            if (!result_.ok) {
+                std::string why = result_.error;
+                return fail(why);
+            }
+            return true;
+        }
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) >= 9) {
+            auto text = [&](int col) -> const char * { return PQgetisnull(res, 0, col) ? nullptr : PQgetvalue(res, 0, col); };
+            r.in_recovery = text(0) != nullptr && text(0)[0] == 't';
+            r.receive_lsn = parse_lsn(text(1));
+            r.replay_lsn = parse_lsn(text(2));
+            if (const char *ts = text(3)) {
+                r.has_replay_ts = true;
+                r.last_replay_ts = std::strtoll(ts, nullptr, 10) - kUnixToPgEpoch;
+            }
+            r.replay_paused = text(4) != nullptr && text(4)[0] == 't';
+            r.system_id = text(5) ? static_cast<uint64_t>(std::strtoll(text(5), nullptr, 10)) : 0;
+            r.timeline = text(6) ? static_cast<int32_t>(std::strtol(text(6), nullptr, 10)) : 0;
+            r.connections = text(7) ? static_cast<int32_t>(std::strtol(text(7), nullptr, 10)) : 0;
+            r.max_connections = text(8) ? static_cast<int32_t>(std::strtol(text(8), nullptr, 10)) : 0;
+            got_row = true;
+        } else if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            r.error = first_line(PQresultErrorMessage(res));
+        }
+        PQclear(res);
+    }
+    return false;
+}
+
+bool Poller::step_ready(Micros now)
+{
+    (void) now;
+    // Nothing is expected on an idle connection: readable means the server
+    // said goodbye (shutdown, terminated backend) or the connection broke.
+    if (PQconsumeInput(conn_) == 0 || PQstatus(conn_) == CONNECTION_BAD)
+        return lose(first_line(PQerrorMessage(conn_)));
+    if (PQisBusy(conn_) == 0) {
+        if (PGresult *res = PQgetResult(conn_)) {
+            std::string why = first_line(PQresultErrorMessage(res));
+            PQclear(res);
+            return lose(why);
+        }
+    }
+    return false;
+}
+
+bool Poller::lose(std::string why)
+{
+    fail(std::move(why));
+    result_.lost_idle = true;
+    return true;
+}
+
+} // namespace rr

@@ -1,0 +1,104 @@
+// One replica's connection and poll, as a nonblocking state machine.
+// C++-only (libpq, glibc's getaddrinfo_a; no server headers). The worker owns
+// one Poller per registered replica, waits on the socket it asks for, and
+// calls advance() when that socket is ready or the deadline has passed.
+// Nothing here blocks: host names are resolved asynchronously, connecting
+// and querying use libpq's nonblocking API, and every phase has a deadline.
+#pragma once
+
+#include "hint.hpp"
+
+#include <memory>
+#include <string>
+
+struct pg_conn;
+
+namespace rr {
+
+struct PollSettings {
+    Micros connect_timeout = 2'000'000;
+    Micros query_timeout = 1'000'000;
+};
+
+// What one poll learned, or why it failed.
+struct PollResult {
+    bool ok = false;
+    bool lost_idle = false; // an idle connection dropped between polls
+    bool in_recovery = false;
+    bool replay_paused = false;
+    bool has_replay_ts = false;
+    Lsn receive_lsn = 0;
+    Lsn replay_lsn = 0;
+    Micros last_replay_ts = 0;
+    uint64_t system_id = 0;
+    int32_t timeline = 0;
+    int32_t connections = 0;
+    int32_t max_connections = 0;
+    std::string host;  // as libpq connected to it
+    std::string port;
+    std::string error;
+};
+
+enum class Wants { nothing, read, write };
+
+// The worker counts connections against the server's file descriptor budget.
+struct FdBudget {
+    bool (*acquire)() = nullptr;
+    void (*release)() = nullptr;
+};
+
+class Poller {
+public:
+    Poller(std::string conninfo, FdBudget fds);
+    ~Poller();
+    Poller(const Poller &) = delete;
+    Poller &operator=(const Poller &) = delete;
+
+    const std::string &conninfo() const noexcept { return conninfo_; }
+
+    // Start a poll unless one is running; connects first if needed.
+    // Returns true when it failed at once; the outcome is in result().
+    bool start(Micros now, const PollSettings &s);
+    bool busy() const noexcept;
+
+    // Socket and event to wait for (-1 / nothing when none), and the time by
+    // which advance() must be called even without an event (0 = none).
+    int socket() const noexcept;
+    Wants wants() const noexcept;
+    Micros deadline() const noexcept { return deadline_; }
+
+    // Move on after a socket event or at the deadline. Returns true when a
+    // poll finished or an idle connection was lost; the outcome is in result().
+    bool advance(Micros now);
+    const PollResult &result() const noexcept { return result_; }
+
+    void disconnect() noexcept;
+
+private:
+    enum class Phase { idle, resolving, connecting, querying, ready };
+
+    bool fail(std::string why);
+    bool lose(std::string why);
+    bool begin_connect(Micros now, const char *hostaddr);
+    bool step_resolve(Micros now);
+    bool step_connect(Micros now);
+    bool step_query(Micros now);
+    bool step_ready(Micros now);
+    bool send_query(Micros now);
+    void cancel_resolution() noexcept;
+
+    std::string conninfo_;
+    FdBudget fds_;
+    PollSettings settings_;
+    Phase phase_ = Phase::idle;
+    pg_conn *conn_ = nullptr;
+    bool fd_held_ = false;
+    Wants wants_ = Wants::nothing;
+    Micros deadline_ = 0;
+    Micros connect_deadline_ = 0;
+    struct Resolution;
+    std::unique_ptr<Resolution> dns_;
+    PollResult result_;
+};
+
+} // namespace rr

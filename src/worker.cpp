@@ -1,0 +1,518 @@
+// The background worker: polls every registered replica at once over one
+// WaitEventSet, classifies them, mirrors the hints into shared memory and
+// writes them to replica_router.routing_hints when they change.
+//
+// PostgreSQL side. The worker's C++ state (pollers, history) lives in one
+// heap object reached from a static pointer, never in a frame that an ERROR
+// could jump over; each C++ step is wrapped in cpp_step(), which turns an
+// exception into a log line and a failed poll, never a crash.
+#include "pg.hpp"
+
+#include "catalog.hpp"
+#include "conninfo.hpp"
+#include "guc.hpp"
+#include "lag.hpp"
+#include "poller.hpp"
+#include "routing.hpp"
+#include "shmem.hpp"
+
+#include <cstdlib>
+#include <memory>
+#include <vector>
+
+extern "C" PGDLLEXPORT void replica_router_worker_main(Datum arg);
+
+namespace rr {
+
+namespace {
+
+constexpr Micros kRegistryRecheck = 10'000'000;  // reread nodes even without a wake-up
+constexpr Micros kAbsentRecheck = 5'000'000;     // look for CREATE EXTENSION this often
+constexpr Micros kWriteRetry = 1'000'000;        // after a failed hint write
+constexpr Micros kLagMaterial = 1'000'000;       // lag changes smaller than this are not written
+constexpr int64_t kLagBytesMaterial = 16 * 1024 * 1024;
+
+struct Tracked {
+    NodeRow cfg{};
+    std::unique_ptr<Poller> poller;
+    NodeHint hint{};
+    NodeHint written{};
+    bool written_valid = false;
+    bool polling = false;
+    Micros poll_started = 0;
+    Lsn primary_at_start = 0;
+    uint64_t round = 0;
+};
+
+struct WorkerState {
+    std::vector<Tracked> nodes;
+    LsnHistory history;
+    uint64_t round = 0;
+    Micros round_start = 0;
+    bool round_open = false;
+    Micros next_tick = 0;
+    Micros next_registry_load = 0;
+    Micros next_heartbeat = 0;
+    Micros next_write_retry = 0;
+    uint32_t generation_seen = 0;
+    bool extension_present = false;
+    bool dirty = false;  // shared memory is behind `nodes`
+};
+
+WorkerState *state = nullptr;
+
+bool fd_acquire() { return AcquireExternalFD(); }
+void fd_release() { ReleaseExternalFD(); }
+
+// Runs a C++ step; an exception becomes a LOG line (after the try block) and false.
+template <typename Fn>
+bool cpp_step(const char *what, Fn &&fn)
+{
+    char message[kErrorLen];
+    try {
+        fn();
+        return true;
+    } catch (const std::exception &e) {
+        copy_str(message, sizeof message, e.what());
+    } catch (...) {
+        copy_str(message, sizeof message, "unknown exception");
+    }
+    ereport(LOG, (errmsg("replica_router worker: %s failed: %s", what, message)));
+    return false;
+}
+
+PollSettings settings()
+{
+    PollSettings s;
+    s.connect_timeout = static_cast<Micros>(rr_connect_timeout_ms) * 1000;
+    s.query_timeout = static_cast<Micros>(rr_query_timeout_ms) * 1000;
+    return s;
+}
+
+void record_error(const char *msg)
+{
+    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+    shared->stats.last_error_at = GetCurrentTimestamp();
+    copy_str(shared->stats.last_error, sizeof shared->stats.last_error, msg);
+    LWLockRelease(shared->lock);
+}
+
+// Copies every node's hint into shared memory in one short exclusive section.
+void publish()
+{
+    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+    shared->nodes.clear();
+    for (const Tracked &t : state->nodes)
+        if (shared->nodes.size() < shared->nodes.capacity())
+            shared->nodes.push_back(t.hint);
+    shared->hints_ready = state->extension_present;
+    LWLockRelease(shared->lock);
+    state->dirty = false;
+}
+
+void close_all() noexcept
+{
+    if (state == nullptr)
+        return;
+    for (Tracked &t : state->nodes)
+        if (t.poller)
+            t.poller->disconnect();
+}
+
+void on_exit_cleanup(int, Datum)
+{
+    close_all();
+    if (shared != nullptr) {
+        LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+        shared->worker_latch = nullptr;
+        shared->stats.pid = 0;
+        LWLockRelease(shared->lock);
+    }
+}
+
+NodeHint fresh_hint(const NodeRow &row)
+{
+    NodeHint h{};
+    h.node_id = row.id;
+    h.weight = row.weight;
+    h.enabled = row.enabled;
+    h.lag = -1;
+    h.lag_bytes = -1;
+    h.state = row.enabled ? NodeState::unknown : NodeState::disabled;
+    copy_str(h.name, sizeof h.name, row.name);
+    copy_str(h.zone, sizeof h.zone, row.zone);
+    Endpoint ep = conninfo_endpoint(row.conninfo);
+    copy_str(h.host, sizeof h.host, ep.host.c_str());
+    h.port = ep.port.empty() ? 5432 : std::atoi(ep.port.c_str());
+    return h;
+}
+
+// Brings `nodes` in line with the registry rows: keeps connections of nodes
+// whose conninfo did not change, opens none yet (the next tick does).
+void sync_registry(const NodeRow *rows, int n, Micros now)
+{
+    std::vector<Tracked> next;
+    next.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) {
+        const NodeRow &row = rows[i];
+        Tracked *old = nullptr;
+        for (Tracked &t : state->nodes)
+            if (t.cfg.id == row.id)
+                old = &t;
+        Tracked t;
+        if (old != nullptr && std::strcmp(old->cfg.conninfo, row.conninfo) == 0 && old->poller) {
+            t = std::move(*old);
+            t.hint.weight = row.weight;
+            t.hint.enabled = row.enabled;
+            copy_str(t.hint.name, sizeof t.hint.name, row.name);
+            copy_str(t.hint.zone, sizeof t.hint.zone, row.zone);
+            if (!row.enabled) {
+                t.poller->disconnect();
+                t.polling = false;
+                t.hint.state = NodeState::disabled;
+            } else if (t.hint.state == NodeState::disabled) {
+                t.hint.state = NodeState::unknown;
+            }
+        } else {
+            t.hint = fresh_hint(row);
+            t.hint.state_since = now;
+            t.poller = std::make_unique<Poller>(row.conninfo, FdBudget{fd_acquire, fd_release});
+        }
+        t.cfg = row;
+        next.push_back(std::move(t));
+    }
+    // Nodes that left the registry close their connections as `nodes` is replaced.
+    state->nodes = std::move(next);
+    state->dirty = true;
+}
+
+void load_registry(Micros now)
+{
+    static NodeRow rows[kMaxNodesHard];
+    int count = 0;
+    state->generation_seen = pg_atomic_read_u32(&shared->generation);
+    CatalogStatus st = catalog_load_nodes(rows, rr_max_replicas, &count);
+    state->next_registry_load = now + kRegistryRecheck;
+    if (st == CatalogStatus::failed)
+        return;
+    if (st == CatalogStatus::absent) {
+        if (state->extension_present)
+            ereport(LOG, (errmsg("replica_router worker: extension dropped, waiting for CREATE EXTENSION")));
+        state->extension_present = false;
+        count = 0;
+    } else {
+        state->extension_present = true;
+    }
+    if (!cpp_step("registry sync", [&] { sync_registry(rows, count, now); }))
+        return;
+    for (Tracked &t : state->nodes)
+        t.written_valid = false;  // rewrite everything once after a reload
+}
+
+// Folds a finished poll into the node's hint.
+void apply_result(Tracked &t, Micros now)
+{
+    const PollResult &r = t.poller->result();
+    NodeHint &h = t.hint;
+    NodeState before = h.state;
+    h.last_poll = now;
+    bool ok = r.ok;
+    if (ok) {
+        h.has_result = true;
+        h.last_success = now;
+        h.failures = 0;
+        h.in_recovery = r.in_recovery;
+        h.replay_paused = r.replay_paused;
+        h.receive_lsn = r.receive_lsn;
+        h.replay_lsn = r.replay_lsn;
+        h.last_replay_ts = r.has_replay_ts ? r.last_replay_ts : 0;
+        h.system_id = r.system_id;
+        h.timeline = r.timeline;
+        h.connections = r.connections;
+        h.max_connections = r.max_connections;
+        h.error[0] = '\0';
+        if (!r.host.empty())
+            copy_str(h.host, sizeof h.host, r.host.c_str());
+        if (!r.port.empty())
+            h.port = std::atoi(r.port.c_str());
+        if (r.in_recovery) {
+            h.lag_bytes = t.primary_at_start > r.replay_lsn ? static_cast<int64_t>(t.primary_at_start - r.replay_lsn) : 0;
+            h.lag = state->history.lag(r.replay_lsn, t.primary_at_start, t.poll_started, h.last_replay_ts);
+        } else {
+            h.lag_bytes = -1;
+            h.lag = -1;
+        }
+    } else {
+        h.failures++;
+        copy_str(h.error, sizeof h.error, r.error.c_str());
+    }
+
+    ClassifyInput in{};
+    in.enabled = h.enabled;
+    in.polled = true;
+    in.last_poll_ok = ok;
+    in.in_recovery = h.in_recovery;
+    in.system_id = h.system_id;
+    in.primary_system_id = shared->primary_system_id;
+    in.lag = h.lag;
+    in.max_lag = static_cast<Micros>(rr_max_lag_ms) * 1000;
+    h.state = classify(in);
+    if (h.state != before) {
+        h.state_since = now;
+        ereport(LOG, (errmsg("replica_router: replica \"%s\" is now %s (was %s)%s%s", h.name, state_name(h.state),
+                             state_name(before), ok ? "" : ": ", ok ? "" : h.error)));
+    }
+    state->dirty = true;
+}
+
+void poll_finished(Tracked &t, Micros now)
+{
+    bool was_polling = t.polling;
+    t.polling = false;
+    if (!cpp_step("poll bookkeeping", [&] { apply_result(t, now); }))
+        return;
+    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+    if (was_polling)
+        shared->stats.polls++;
+    if (!t.poller->result().ok)
+        shared->stats.poll_failures++;
+    LWLockRelease(shared->lock);
+}
+
+void tick(Micros now)
+{
+    XLogRecPtr primary_lsn = GetXLogWriteRecPtr();
+    state->history.record(now, primary_lsn);
+    state->round++;
+    state->round_start = now;
+    state->round_open = true;
+    PollSettings s = settings();
+    for (Tracked &t : state->nodes) {
+        if (!t.cfg.enabled || t.poller->busy())
+            continue;
+        t.polling = true;
+        t.poll_started = now;
+        t.primary_at_start = primary_lsn;
+        t.round = state->round;
+        bool done = false;
+        if (!cpp_step("starting a poll", [&] { done = t.poller->start(now, s); }))
+            done = false;
+        if (done)
+            poll_finished(t, now);
+    }
+    Micros interval = static_cast<Micros>(rr_poll_interval_ms) * 1000;
+    state->next_tick += interval;
+    if (state->next_tick <= now)  // fell behind (e.g. a slow write): do not burst
+        state->next_tick = now + interval;
+
+    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+    shared->stats.rounds = state->round;
+    shared->stats.last_round_start = now;
+    LWLockRelease(shared->lock);
+}
+
+void close_round_if_done(Micros now)
+{
+    if (!state->round_open)
+        return;
+    for (const Tracked &t : state->nodes)
+        if (t.polling && t.round == state->round)
+            return;
+    state->round_open = false;
+    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+    shared->stats.last_round_duration = now - state->round_start;
+    LWLockRelease(shared->lock);
+}
+
+bool material_change(const NodeHint &a, const NodeHint &b)
+{
+    return a.state != b.state || a.port != b.port || a.replay_paused != b.replay_paused ||
+           a.has_result != b.has_result || std::strcmp(a.error, b.error) != 0 || std::strcmp(a.host, b.host) != 0 ||
+           std::strcmp(a.name, b.name) != 0 || (a.lag < 0) != (b.lag < 0) || std::llabs(a.lag - b.lag) >= kLagMaterial ||
+           std::llabs(a.lag_bytes - b.lag_bytes) >= kLagBytesMaterial;
+}
+
+// Writes changed hints (all of them on a heartbeat) in one short transaction.
+void write_hints(Micros now)
+{
+    static NodeHint rows[kMaxNodesHard];
+    if (!state->extension_present || now < state->next_write_retry)
+        return;
+    bool heartbeat = now >= state->next_heartbeat;
+    int n = 0;
+    for (const Tracked &t : state->nodes)
+        if (heartbeat || !t.written_valid || material_change(t.hint, t.written))
+            rows[n++] = t.hint;
+    if (n == 0 && !heartbeat)
+        return;
+
+    char error[kErrorLen] = "";
+    CatalogStatus st = catalog_write_hints(rows, n, heartbeat, error, sizeof error);
+    if (st == CatalogStatus::ok) {
+        for (Tracked &t : state->nodes) {
+            t.written = t.hint;
+            t.written_valid = true;
+        }
+        if (heartbeat)
+            state->next_heartbeat = now + static_cast<Micros>(rr_heartbeat_s) * 1'000'000;
+        LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+        shared->stats.hint_writes++;
+        LWLockRelease(shared->lock);
+    } else if (st == CatalogStatus::absent) {
+        state->next_registry_load = now;  // reload notices the extension is gone
+    } else {
+        state->next_write_retry = now + kWriteRetry;
+        LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+        shared->stats.write_failures++;
+        LWLockRelease(shared->lock);
+        record_error(error);
+    }
+}
+
+Micros earliest_deadline(Micros now)
+{
+    Micros until = state->next_tick;
+    if (!state->extension_present)
+        until = state->next_registry_load;
+    else if (state->next_registry_load < until)
+        until = state->next_registry_load;
+    for (const Tracked &t : state->nodes) {
+        Micros d = t.poller ? t.poller->deadline() : 0;
+        if (d != 0 && d < until)
+            until = d;
+    }
+    return until > now ? until : now;
+}
+
+// Waits on the latch, postmaster death and every socket a poller wants,
+// then advances the pollers whose socket fired or whose deadline passed.
+void wait_and_advance()
+{
+    Micros now = GetCurrentTimestamp();
+    Micros until = earliest_deadline(now);
+    long timeout_ms = static_cast<long>((until - now + 999) / 1000);
+
+    int nsockets = 0;
+    for (const Tracked &t : state->nodes)
+        if (t.poller && t.poller->wants() != Wants::nothing)
+            ++nsockets;
+
+#if PG_VERSION_NUM >= 170000
+    WaitEventSet *set = CreateWaitEventSet(NULL, 2 + nsockets);
+#else
+    WaitEventSet *set = CreateWaitEventSet(CurrentMemoryContext, 2 + nsockets);
+#endif
+    AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+    AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+    for (std::size_t i = 0; i < state->nodes.size(); ++i) {
+        const Poller *p = state->nodes[i].poller.get();
+        if (p == nullptr || p->wants() == Wants::nothing)
+            continue;
+        uint32 ev = p->wants() == Wants::read ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
+        AddWaitEventToSet(set, ev, p->socket(), nullptr, reinterpret_cast<void *>(i));
+    }
+
+    WaitEvent events[64];
+    int nfired = WaitEventSetWait(set, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
+    FreeWaitEventSet(set);
+
+    now = GetCurrentTimestamp();
+    for (int e = 0; e < nfired; ++e) {
+        if (events[e].events & WL_LATCH_SET) {
+            ResetLatch(MyLatch);
+            continue;
+        }
+        std::size_t i = reinterpret_cast<std::size_t>(events[e].user_data);
+        if (i >= state->nodes.size())
+            continue;
+        Tracked &t = state->nodes[i];
+        bool done = false;
+        if (!cpp_step("advancing a poll", [&] { done = t.poller->advance(now); }))
+            continue;
+        if (done)
+            poll_finished(t, now);
+    }
+    // Deadlines: timeouts and pending host name lookups.
+    for (Tracked &t : state->nodes) {
+        if (!t.poller || t.poller->deadline() == 0 || t.poller->deadline() > now)
+            continue;
+        bool done = false;
+        if (!cpp_step("advancing a poll", [&] { done = t.poller->advance(now); }))
+            continue;
+        if (done)
+            poll_finished(t, now);
+    }
+}
+
+void run_loop()
+{
+    for (;;) {
+        CHECK_FOR_INTERRUPTS();
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+        }
+        Micros now = GetCurrentTimestamp();
+
+        if (pg_atomic_read_u32(&shared->generation) != state->generation_seen || now >= state->next_registry_load) {
+            bool was_present = state->extension_present;
+            load_registry(now);
+            if (!state->extension_present && was_present)
+                close_all();
+            if (!state->extension_present)
+                state->next_registry_load = now + kAbsentRecheck;
+        }
+
+        if (state->extension_present && now >= state->next_tick)
+            tick(now);
+
+        wait_and_advance();
+
+        now = GetCurrentTimestamp();
+        close_round_if_done(now);
+        if (state->dirty)
+            publish();
+        write_hints(now);
+    }
+}
+
+} // namespace
+
+} // namespace rr
+
+void replica_router_worker_main(Datum)
+{
+    using namespace rr;
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, die);
+    BackgroundWorkerUnblockSignals();
+    BackgroundWorkerInitializeConnection(rr_database, nullptr, 0);
+    pgstat_report_appname("replica_router worker");
+
+    // The worker's own transactions must never queue behind users' locks for
+    // long, nor wait for the replicas it watches to confirm a commit.
+    SetConfigOption("lock_timeout", "100", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("statement_timeout", "5000", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("application_name", "replica_router worker", PGC_SUSET, PGC_S_OVERRIDE);
+
+    bool ok = cpp_step("worker start-up", [] { state = new WorkerState(); });
+    if (!ok)
+        proc_exit(1);
+
+    Micros now = GetCurrentTimestamp();
+    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+    shared->worker_latch = MyLatch;
+    shared->primary_system_id = GetSystemIdentifier();
+    shared->stats = WorkerStats{};
+    shared->stats.pid = MyProcPid;
+    shared->stats.started_at = now;
+    LWLockRelease(shared->lock);
+    before_shmem_exit(on_exit_cleanup, 0);
+
+    state->next_tick = now;
+    state->next_heartbeat = now;
+    state->next_registry_load = now;
+    ereport(LOG, (errmsg("replica_router worker started in database \"%s\"", rr_database)));
+    run_loop();
+}
