@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need (Debian 12, as root).
+# Quiet and quick when everything is already there.
+set -euo pipefail
+PKGS=(g++ make cmake pkg-config postgresql-15 postgresql-server-dev-15 libpq-dev libboost-dev
+      libipc-run-perl postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl pgbouncer)
+missing=()
+for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+    echo "missing packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's package starts nothing here (no systemd), but be sure no default
+# cluster holds port 5432 or the tests' ports.
+pg_ctlcluster 15 main stop >/dev/null 2>&1 || true

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The whole test suite: pg_regress, pgTAP and multi-node TAP tests.
+# Run as root on Debian 12: installs what is missing, builds with warnings as
+# errors, installs the extension, and runs every suite as the unprivileged
+# 'postgres' user in a copy of the tree under /tmp (short socket paths).
+# Ends with one line "total: N passed, N failed"; exits non-zero on any failure.
+set -uo pipefail
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+WORK=${RR_TEST_DIR:-/tmp/rr-test}
+SUITES=${RR_SUITES:-"regress pgtap tap"}
+
+"$SRC/scripts/deps.sh" || exit 1
+export PATH=/usr/lib/postgresql/15/bin:$PATH
+
+echo "== build and install"
+make -C "$SRC" -s clean >/dev/null 2>&1
+if ! make -C "$SRC" -s -j2 WERROR=1 >/tmp/rr-build.log 2>&1 || ! make -C "$SRC" -s install >>/tmp/rr-build.log 2>&1; then
+    cat /tmp/rr-build.log
+    echo "total: 0 passed, 1 failed"
+    exit 1
+fi
+
+# A copy the postgres user owns: servers refuse to run as root.
+rm -rf "$WORK"
+mkdir -p "$WORK"
+tar -C "$SRC" --exclude=.git -cf - . | tar -C "$WORK" -xf -
+chown -R postgres:postgres "$WORK"
+as_pg() { runuser -u postgres -- env PATH="$PATH" "$@"; }
+
+passed=0; failed=0
+add() { passed=$((passed + $1)); failed=$((failed + $2)); }
+
+for suite in $SUITES; do
+    echo "== $suite"
+    out=$WORK/$suite.out
+    as_pg bash "$WORK/scripts/run-$suite.sh" 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    line=$(grep -E '^[a-z_-]+: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
+    if [ -z "$line" ]; then
+        echo "$suite: runner printed no summary (exit $rc)"
+        add 0 1
+        continue
+    fi
+    p=$(sed -E 's/^[^:]+: ([0-9]+) passed, ([0-9]+) failed.*/\1/' <<<"$line")
+    f=$(sed -E 's/^[^:]+: ([0-9]+) passed, ([0-9]+) failed.*/\2/' <<<"$line")
+    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    add "$p" "$f"
+done
+
+echo "total: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
