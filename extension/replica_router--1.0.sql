@@ -5,6 +5,18 @@ CREATE FUNCTION replica_router._assert_preloaded() RETURNS void
     LANGUAGE c AS 'MODULE_PATHNAME', 'replica_router_assert_preloaded';
 SELECT replica_router._assert_preloaded();
 
+-- The worker reads the registry of one database only.
+DO $$
+BEGIN
+    IF pg_catalog.current_database() <> pg_catalog.current_setting('replica_router.database') THEN
+        RAISE WARNING 'the replica_router worker runs in database "%", not in "%"',
+            pg_catalog.current_setting('replica_router.database'), pg_catalog.current_database()
+            USING DETAIL = 'Replicas registered in this database will not be polled.',
+                  HINT = 'Create the extension in the worker''s database, or set replica_router.database and restart the server.';
+    END IF;
+END
+$$;
+
 -- Members may register nodes and see full connection strings.
 DO $$
 BEGIN
