@@ -7,7 +7,7 @@
 set -uo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${RR_TEST_DIR:-/tmp/rr-test}
-SUITES=${RR_SUITES:-"regress pgtap tap"}
+SUITES=${RR_SUITES:-"unit regress pgtap tap"}
 
 "$SRC/scripts/deps.sh" || exit 1
 export PATH=/usr/lib/postgresql/15/bin:$PATH

@@ -1,0 +1,202 @@
+// Unit tests for the C++-only parts: lag history, classification, routing,
+// connection-string handling. No server needed. Prints one line per failed
+// check and a closing "unit: N passed, N failed".
+#include "../../src/conninfo.hpp"
+#include "../../src/lag.hpp"
+#include "../../src/routing.hpp"
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+int passed = 0, failed = 0;
+
+void check(bool ok, const char *what, int line)
+{
+    if (ok) {
+        ++passed;
+    } else {
+        ++failed;
+        std::printf("FAIL line %d: %s\n", line, what);
+    }
+}
+#define CHECK(x) check((x), #x, __LINE__)
+
+using namespace rr;
+
+constexpr Micros S = 1'000'000;
+
+NodeHint replica(const char *name, NodeState st, Micros lag, Lsn replay, Micros last_success)
+{
+    NodeHint h{};
+    copy_str(h.name, sizeof h.name, name);
+    h.state = st;
+    h.lag = lag;
+    h.replay_lsn = replay;
+    h.last_success = last_success;
+    h.enabled = true;
+    h.has_result = true;
+    return h;
+}
+
+void lag_tests()
+{
+    LsnHistory h;
+    // Caught up: zero lag however long the primary has been idle.
+    h.record(0, 1000);
+    CHECK(h.lag(1000, 1000, 100 * S, 0) == 0);
+    CHECK(h.lag(2000, 1000, 100 * S, 0) == 0);
+
+    // The primary passed LSN 1500 when it was first seen at 2000 (t = 10 s).
+    h.record(10 * S, 2000);
+    h.record(11 * S, 2000); // idle: not a new sample
+    CHECK(h.size() == 2);
+    h.record(20 * S, 3000);
+    CHECK(h.lag(1500, 3000, 25 * S, 0) == 15 * S);
+    CHECK(h.lag(2000, 3000, 25 * S, 0) == 5 * S);
+    CHECK(h.lag(2999, 3000, 25 * S, 0) == 5 * S);
+    CHECK(h.lag(3000, 3000, 25 * S, 0) == 0);
+
+    // Older than the whole history: bounded by the oldest sample, or the
+    // replica's own last replayed commit when that is older.
+    CHECK(h.lag(10, 3000, 25 * S, 0) == 25 * S);
+    LsnHistory fresh;
+    fresh.record(100 * S, 5000);
+    CHECK(fresh.lag(10, 5000, 100 * S, 40 * S) == 60 * S);
+
+    // The ring keeps working past its capacity.
+    LsnHistory big;
+    for (int i = 1; i <= 10000; ++i)
+        big.record(i * S, static_cast<Lsn>(i) * 100);
+    CHECK(big.size() == 4096);
+    CHECK(big.lag(999950, 1000000, 10000 * S, 0) == 0);
+    CHECK(big.lag(999900, 1000000, 10000 * S, 0) == 0);
+    CHECK(big.lag(999899, 1000000, 10000 * S, 0) == 1 * S);
+}
+
+void classify_tests()
+{
+    ClassifyInput in{true, true, true, true, 42, 42, 0, 30 * S};
+    CHECK(classify(in) == NodeState::healthy);
+    in.lag = 31 * S;
+    CHECK(classify(in) == NodeState::lagging);
+    in.lag = 0;
+    in.in_recovery = false;
+    CHECK(classify(in) == NodeState::promoted);
+    in.system_id = 7;
+    CHECK(classify(in) == NodeState::foreign);
+    in.last_poll_ok = false;
+    CHECK(classify(in) == NodeState::down);
+    in.polled = false;
+    CHECK(classify(in) == NodeState::unknown);
+    in.enabled = false;
+    CHECK(classify(in) == NodeState::disabled);
+
+    NodeHint h = replica("a", NodeState::healthy, 0, 0, 10 * S);
+    CHECK(effective_state(h, 12 * S, 3 * S) == NodeState::healthy);
+    CHECK(effective_state(h, 14 * S, 3 * S) == NodeState::stale);
+    h.state = NodeState::down;
+    CHECK(effective_state(h, 14 * S, 3 * S) == NodeState::down);
+}
+
+void routing_tests()
+{
+    Micros now = 100 * S;
+    std::vector<NodeHint> nodes = {
+        replica("r1", NodeState::healthy, 0, 5000, now),
+        replica("r2", NodeState::lagging, 40 * S, 1000, now),
+        replica("r3", NodeState::healthy, 1 * S, 4000, now),
+        replica("r4", NodeState::down, -1, 0, now - 50 * S),
+    };
+    RouteRequest req;
+    req.max_lag = 30 * S;
+    req.now = now;
+    req.stale_after = 3 * S;
+    char reason[512];
+
+    // Round-robin over the two healthy replicas.
+    int a = choose_replica(nodes.data(), nodes.size(), req, 0, reason, sizeof reason);
+    int b = choose_replica(nodes.data(), nodes.size(), req, 1, reason, sizeof reason);
+    int c = choose_replica(nodes.data(), nodes.size(), req, 2, reason, sizeof reason);
+    CHECK(a == 0 && b == 2 && c == 0);
+    CHECK(std::strstr(reason, "round-robin among 2") != nullptr);
+
+    // min_lsn excludes r3, which has not replayed far enough.
+    req.has_min_lsn = true;
+    req.min_lsn = 4500;
+    CHECK(choose_replica(nodes.data(), nodes.size(), req, 1, reason, sizeof reason) == 0);
+    req.min_lsn = 6000;
+    CHECK(choose_replica(nodes.data(), nodes.size(), req, 1, reason, sizeof reason) == -1);
+    CHECK(std::strstr(reason, "r1 replayed only to") != nullptr);
+    CHECK(std::strstr(reason, "r2 lagging (40.0s)") != nullptr);
+    CHECK(std::strstr(reason, "r4 down") != nullptr);
+    req.has_min_lsn = false;
+
+    // A per-call max_lag: tighter excludes r3, looser admits the lagging r2.
+    req.max_lag = S / 2;
+    req.explicit_max_lag = true;
+    CHECK(choose_replica(nodes.data(), nodes.size(), req, 1, reason, sizeof reason) == 0);
+    req.max_lag = 60 * S;
+    int seen_r2 = 0;
+    for (uint64_t t = 0; t < 3; ++t)
+        seen_r2 += choose_replica(nodes.data(), nodes.size(), req, t, reason, sizeof reason) == 1;
+    CHECK(seen_r2 == 1);
+
+    // A stale hint (worker gone quiet) is never chosen.
+    req.max_lag = 30 * S;
+    req.explicit_max_lag = false;
+    req.now = now + 10 * S;
+    CHECK(choose_replica(nodes.data(), nodes.size(), req, 0, reason, sizeof reason) == -1);
+    CHECK(std::strstr(reason, "r1 stale") != nullptr);
+
+    // Nothing registered.
+    CHECK(choose_replica(nullptr, 0, req, 0, reason, sizeof reason) == -1);
+    CHECK(std::strstr(reason, "none registered") != nullptr);
+
+    // A tiny reason buffer is truncated, never overrun.
+    char tiny[8];
+    std::memset(tiny, 'x', sizeof tiny);
+    choose_replica(nodes.data(), nodes.size(), req, 0, tiny, sizeof tiny);
+    CHECK(std::memchr(tiny, '\0', sizeof tiny) != nullptr);
+}
+
+void conninfo_tests()
+{
+    CHECK(check_conninfo("host=127.0.0.1 port=5432 dbname=postgres").ok);
+    CHECK(!check_conninfo("host=a port").ok);
+    CHECK(!check_conninfo("nonsense=1").ok);
+    ConninfoCheck bad = check_conninfo("password=s3cr3t oops");
+    CHECK(!bad.ok && bad.error.find("s3cr3t") == std::string::npos && bad.error.find("oops") == std::string::npos);
+
+    std::string masked = mask_conninfo("host=db1 password=s3cr3t user=rr");
+    CHECK(masked.find("s3cr3t") == std::string::npos);
+    CHECK(masked.find("password=********") != std::string::npos);
+    CHECK(masked.find("host='db1'") != std::string::npos);
+    CHECK(mask_conninfo("postgresql://rr:s3cr3t@db1:5433/postgres").find("s3cr3t") == std::string::npos);
+    CHECK(mask_conninfo("password=x y").find("x") == std::string::npos);
+
+    Endpoint e = conninfo_endpoint("host=db1.example port=5433");
+    CHECK(e.host == "db1.example" && e.port == "5433" && e.needs_dns);
+    CHECK(!conninfo_endpoint("host=127.0.0.1").needs_dns);
+    CHECK(!conninfo_endpoint("host=::1").needs_dns);
+    CHECK(!conninfo_endpoint("host=/tmp").needs_dns);
+    CHECK(!conninfo_endpoint("host=db1 hostaddr=10.0.0.1").needs_dns);
+    CHECK(!conninfo_endpoint("host=a,b port=1,2").needs_dns);
+    CHECK(conninfo_endpoint("host=a,b port=1,2").host == "a");
+    CHECK(conninfo_endpoint("postgresql://db2:6000/x").port == "6000");
+}
+
+} // namespace
+
+int main()
+{
+    lag_tests();
+    classify_tests();
+    routing_tests();
+    conninfo_tests();
+    std::printf("unit: %d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
