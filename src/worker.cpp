@@ -203,10 +203,9 @@ void load_registry(Micros now)
     } else {
         state->extension_present = true;
     }
-    if (!cpp_step("registry sync", [&] { sync_registry(rows, count, now); }))
-        return;
-    for (Tracked &t : state->nodes)
-        t.written_valid = false;  // rewrite everything once after a reload
+    // New or re-pointed nodes start with written_valid = false, so their
+    // first hint is written; unchanged nodes keep what was last written.
+    cpp_step("registry sync", [&] { sync_registry(rows, count, now); });
 }
 
 // Folds a finished poll into the node's hint.
