@@ -56,11 +56,32 @@ Operation parse_operation(const text *op)
     return Operation::other;
 }
 
-Datum answer_datum(FunctionCallInfo fcinfo, const Answer &a)
+// Building the OUT-parameter row type from the catalog costs more than the
+// rest of recommend(); keep it per backend, keyed by the function's OID so a
+// redefined function (extension update) gets a fresh one.
+TupleDesc result_desc(FunctionCallInfo fcinfo)
 {
+    static Oid cached_oid = InvalidOid;
+    static TupleDesc cached = nullptr;
+    Oid fn = fcinfo->flinfo->fn_oid;
+    if (cached != nullptr && cached_oid == fn)
+        return cached;
     TupleDesc desc;
     if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
         elog(ERROR, "return type must be a row type");
+    MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+    TupleDesc copy = BlessTupleDesc(CreateTupleDescCopy(desc));
+    MemoryContextSwitchTo(old);
+    if (cached != nullptr)
+        FreeTupleDesc(cached);
+    cached = copy;
+    cached_oid = fn;
+    return cached;
+}
+
+Datum answer_datum(FunctionCallInfo fcinfo, const Answer &a)
+{
+    TupleDesc desc = result_desc(fcinfo);
     Datum v[7];
     bool nulls[7] = {false, false, false, false, false, false, false};
     v[0] = CStringGetTextDatum(a.node);
@@ -72,7 +93,7 @@ Datum answer_datum(FunctionCallInfo fcinfo, const Answer &a)
     v[4] = IntervalPGetDatum(lag);
     v[5] = Int64GetDatum(a.lag_bytes < 0 ? 0 : a.lag_bytes);
     v[6] = CStringGetTextDatum(a.reason);
-    return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), v, nulls));
+    return HeapTupleGetDatum(heap_form_tuple(desc, v, nulls));
 }
 
 Datum recommend(FunctionCallInfo fcinfo)
