@@ -32,6 +32,15 @@ enum class NodeState : uint8_t {
 
 const char *state_name(NodeState s);
 
+// Client connections on a node, by state (pg_stat_activity).
+struct PoolCounts {
+    int32_t active;
+    int32_t idle;
+    int32_t idle_in_xact;
+    int32_t waiting;   // waiting on a lock
+    int32_t reserved;  // superuser_reserved_connections (+ reserved_connections)
+};
+
 struct NodeHint {
     int32_t node_id;
     int32_t weight;
@@ -53,6 +62,7 @@ struct NodeHint {
     int32_t timeline;
     int32_t connections;
     int32_t max_connections;
+    PoolCounts pool;
     uint32_t failures;     // consecutive failed polls
     char name[kNameLen];
     char host[kHostLen];

@@ -27,8 +27,16 @@ constexpr const char *kPollQuery =
     " (SELECT system_identifier FROM pg_catalog.pg_control_system()),"
     " COALESCE((SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver),"
     "          (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint())),"
-    " (SELECT count(*) FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend'),"
-    " pg_catalog.current_setting('max_connections')::int4";
+    " a.total, pg_catalog.current_setting('max_connections')::int4,"
+    " a.active, a.idle, a.idle_in_xact, a.waiting,"
+    " pg_catalog.current_setting('superuser_reserved_connections')::int4"
+    "   + coalesce(pg_catalog.current_setting('reserved_connections', true)::int4, 0)"
+    " FROM (SELECT count(*) AS total,"
+    "              count(*) FILTER (WHERE state = 'active') AS active,"
+    "              count(*) FILTER (WHERE state = 'idle') AS idle,"
+    "              count(*) FILTER (WHERE state LIKE 'idle in transaction%') AS idle_in_xact,"
+    "              count(*) FILTER (WHERE wait_event_type = 'Lock') AS waiting"
+    "         FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend') a";
 
 constexpr Micros kUnixToPgEpoch = 946'684'800LL * 1'000'000LL;
 constexpr Micros kDnsRecheck = 10'000; // how often to look at a pending lookup
@@ -311,7 +319,7 @@ bool Poller::step_query(Micros now)
             }
             return true;
         }
-        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) >= 9) {
+        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) >= 14) {
             auto text = [&](int col) -> const char * { return PQgetisnull(res, 0, col) ? nullptr : PQgetvalue(res, 0, col); };
             r.in_recovery = text(0) != nullptr && text(0)[0] == 't';
             r.receive_lsn = parse_lsn(text(1));
@@ -325,6 +333,12 @@ bool Poller::step_query(Micros now)
             r.timeline = text(6) ? static_cast<int32_t>(std::strtol(text(6), nullptr, 10)) : 0;
             r.connections = text(7) ? static_cast<int32_t>(std::strtol(text(7), nullptr, 10)) : 0;
             r.max_connections = text(8) ? static_cast<int32_t>(std::strtol(text(8), nullptr, 10)) : 0;
+            auto int_at = [&](int col) { return text(col) ? static_cast<int32_t>(std::strtol(text(col), nullptr, 10)) : 0; };
+            r.pool.active = int_at(9);
+            r.pool.idle = int_at(10);
+            r.pool.idle_in_xact = int_at(11);
+            r.pool.waiting = int_at(12);
+            r.pool.reserved = int_at(13);
             got_row = true;
         } else if (PQresultStatus(res) != PGRES_TUPLES_OK) {
             r.error = first_line(PQresultErrorMessage(res));

@@ -34,6 +34,7 @@ struct PollResult {
     int32_t timeline = 0;
     int32_t connections = 0;
     int32_t max_connections = 0;
+    PoolCounts pool{};
     std::string host;  // as libpq connected to it
     std::string port;
     std::string error;

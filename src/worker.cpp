@@ -229,6 +229,7 @@ void apply_result(Tracked &t, Micros now)
         h.timeline = r.timeline;
         h.connections = r.connections;
         h.max_connections = r.max_connections;
+        h.pool = r.pool;
         h.error[0] = '\0';
         if (!r.host.empty())
             copy_str(h.host, sizeof h.host, r.host.c_str());
