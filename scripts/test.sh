@@ -6,24 +6,24 @@
 # Ends with one line "total: N passed, N failed"; exits non-zero on any failure.
 set -uo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-WORK=${RR_TEST_DIR:-/tmp/rr-test}
 SUITES=${RR_SUITES:-"unit regress pgtap tap"}
 
 "$SRC/scripts/deps.sh" || exit 1
 export PATH=/usr/lib/postgresql/15/bin:$PATH
 
-echo "== build and install"
-make -C "$SRC" -s clean >/dev/null 2>&1
-if ! make -C "$SRC" -s -j2 WERROR=1 >/tmp/rr-build.log 2>&1 || ! make -C "$SRC" -s install >>/tmp/rr-build.log 2>&1; then
-    cat /tmp/rr-build.log
+# Build and test in a private copy the postgres user owns (servers refuse to
+# run as root), so concurrent runs never share object files or test dirs.
+WORK=${RR_TEST_DIR:-$(mktemp -d /tmp/rr-test.XXXXXX)}
+rm -rf "$WORK"
+mkdir -p "$WORK"
+tar -C "$SRC" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='tmp_check*' --exclude=results --exclude=build -cf - . | tar -C "$WORK" -xf -
+chown -R postgres:postgres "$WORK"
+echo "== build and install (in $WORK)"
+if ! make -C "$WORK" -s -j2 WERROR=1 >"$WORK/build.log" 2>&1 || ! make -C "$WORK" -s install >>"$WORK/build.log" 2>&1; then
+    cat "$WORK/build.log"
     echo "total: 0 passed, 1 failed"
     exit 1
 fi
-
-# A copy the postgres user owns: servers refuse to run as root.
-rm -rf "$WORK"
-mkdir -p "$WORK"
-tar -C "$SRC" --exclude=.git -cf - . | tar -C "$WORK" -xf -
 chown -R postgres:postgres "$WORK"
 as_pg() { runuser -u postgres -- env PATH="$PATH" "$@"; }
 
