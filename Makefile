@@ -21,6 +21,19 @@ override with_llvm = no
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
-.PHONY: test tap
+# The Nagios-style check command (a plain libpq client).
+CHECK_BIN = tools/replica_router_check
+all: $(CHECK_BIN)
+$(CHECK_BIN): tools/replica_router_check.cpp
+	$(CXX) -std=c++20 -O2 -g -Wall -Wextra $(if $(WERROR),-Werror) -I$(shell $(PG_CONFIG) --includedir) $< \
+		-L$(shell $(PG_CONFIG) --libdir) -lpq -o $@
+install: install-check-bin
+install-check-bin: $(CHECK_BIN)
+	$(INSTALL_PROGRAM) $(CHECK_BIN) '$(DESTDIR)$(bindir)/replica_router_check'
+clean: clean-check-bin
+clean-check-bin:
+	rm -f $(CHECK_BIN)
+
+.PHONY: test install-check-bin clean-check-bin
 test:
 	./scripts/test.sh

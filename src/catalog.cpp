@@ -80,7 +80,7 @@ CatalogStatus catalog_load_nodes(NodeRow *out, int cap, int *count)
     return in_transaction("read the replica registry", [out, cap, count]() -> CatalogStatus {
         if (!OidIsValid(get_extension_oid("replica_router", true)))
             return CatalogStatus::absent;
-        int rc = SPI_execute("SELECT id, name, conninfo, weight, enabled, coalesce(zone, '')"
+        int rc = SPI_execute("SELECT id, name, conninfo, weight, enabled, coalesce(zone, ''), coalesce(pgbouncer, '')"
                              " FROM replica_router.nodes ORDER BY id",
                              true, 0);
         if (rc != SPI_OK_SELECT)
@@ -97,6 +97,7 @@ CatalogStatus catalog_load_nodes(NodeRow *out, int cap, int *count)
             r.weight = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
             r.enabled = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
             copy_str(r.zone, sizeof r.zone, SPI_getvalue(tup, desc, 6));
+            copy_str(r.pgbouncer, sizeof r.pgbouncer, SPI_getvalue(tup, desc, 7));
         }
         *count = n;
         return CatalogStatus::ok;

@@ -16,6 +16,7 @@ struct NodeRow {
     char name[kNameLen];
     char zone[kNameLen];
     char conninfo[kConninfoLen];
+    char pgbouncer[kConninfoLen];  // admin console conninfo, "" when none
 };
 
 enum class CatalogStatus { ok, absent, failed };

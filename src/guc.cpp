@@ -15,6 +15,61 @@ int rr_max_replicas = 64;
 char *rr_primary_host = nullptr;
 int rr_primary_port = 0;
 char *rr_primary_name = nullptr;
+char *rr_primary_pgbouncer = nullptr;
+int rr_lag_warning_ms = 5000;
+int rr_lag_critical_ms = 30000;
+int rr_pool_warning_pct = 80;
+int rr_pool_critical_pct = 90;
+int rr_slot_retained_warning_mb = 1024;
+int rr_slot_retained_critical_mb = 10240;
+int rr_slot_inactive_warning_s = 300;
+int rr_slot_inactive_critical_s = 3600;
+int rr_slot_xmin_age_warning = 100000000;
+int rr_slot_xmin_age_critical = 500000000;
+
+namespace {
+
+void define_threshold_ms(const char *name, const char *desc, int *var, int def)
+{
+    DefineCustomIntVariable(name, desc, nullptr, var, def, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+                            nullptr);
+}
+
+void define_monitoring_gucs()
+{
+    DefineCustomStringVariable("replica_router.primary_pgbouncer",
+                               "Connection string of the pgbouncer admin console in front of the primary.",
+                               "Empty means none. The worker runs SHOW POOLS there.", &rr_primary_pgbouncer, "",
+                               PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr, nullptr);
+    define_threshold_ms("replica_router.lag_warning", "Replay lag at which the lag view warns.", &rr_lag_warning_ms,
+                        5000);
+    define_threshold_ms("replica_router.lag_critical", "Replay lag at which the lag view is critical.",
+                        &rr_lag_critical_ms, 30000);
+    DefineCustomIntVariable("replica_router.pool_warning", "Connection use (percent of usable slots) that warns.",
+                            nullptr, &rr_pool_warning_pct, 80, 1, 100, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("replica_router.pool_critical", "Connection use (percent of usable slots) that is critical.",
+                            nullptr, &rr_pool_critical_pct, 90, 1, 100, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("replica_router.slot_retained_warning", "WAL retained by a slot that warns.", nullptr,
+                            &rr_slot_retained_warning_mb, 1024, 1, INT_MAX, PGC_SIGHUP, GUC_UNIT_MB, nullptr, nullptr,
+                            nullptr);
+    DefineCustomIntVariable("replica_router.slot_retained_critical", "WAL retained by a slot that is critical.",
+                            nullptr, &rr_slot_retained_critical_mb, 10240, 1, INT_MAX, PGC_SIGHUP, GUC_UNIT_MB,
+                            nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("replica_router.slot_inactive_warning", "Time a slot may be inactive before it warns.",
+                            nullptr, &rr_slot_inactive_warning_s, 300, 1, INT_MAX, PGC_SIGHUP, GUC_UNIT_S, nullptr,
+                            nullptr, nullptr);
+    DefineCustomIntVariable("replica_router.slot_inactive_critical",
+                            "Time a slot may be inactive before it is critical.", nullptr,
+                            &rr_slot_inactive_critical_s, 3600, 1, INT_MAX, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr,
+                            nullptr);
+    DefineCustomIntVariable("replica_router.slot_xmin_age_warning", "Age of a slot's xmin that warns.", nullptr,
+                            &rr_slot_xmin_age_warning, 100000000, 1, INT_MAX, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("replica_router.slot_xmin_age_critical", "Age of a slot's xmin that is critical.", nullptr,
+                            &rr_slot_xmin_age_critical, 500000000, 1, INT_MAX, PGC_SIGHUP, 0, nullptr, nullptr,
+                            nullptr);
+}
+
+} // namespace
 
 void rr_define_gucs(bool preloading)
 {
@@ -57,6 +112,7 @@ void rr_define_gucs(bool preloading)
                             nullptr, nullptr);
     DefineCustomStringVariable("replica_router.primary_name", "Node name reported for the primary.", nullptr,
                                &rr_primary_name, "primary", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    define_monitoring_gucs();
     (void) preloading;
 #if PG_VERSION_NUM >= 150000
     MarkGUCPrefixReserved("replica_router");

@@ -15,4 +15,16 @@ extern char *rr_primary_host;
 extern int rr_primary_port;
 extern char *rr_primary_name;
 
+extern char *rr_primary_pgbouncer;
+extern int rr_lag_warning_ms;
+extern int rr_lag_critical_ms;
+extern int rr_pool_warning_pct;
+extern int rr_pool_critical_pct;
+extern int rr_slot_retained_warning_mb;
+extern int rr_slot_retained_critical_mb;
+extern int rr_slot_inactive_warning_s;
+extern int rr_slot_inactive_critical_s;
+extern int rr_slot_xmin_age_warning;
+extern int rr_slot_xmin_age_critical;
+
 void rr_define_gucs(bool preloading);

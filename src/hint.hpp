@@ -18,6 +18,8 @@ constexpr std::size_t kNameLen = 64;      // NAMEDATALEN
 constexpr std::size_t kHostLen = 256;
 constexpr std::size_t kErrorLen = 256;
 constexpr std::size_t kMaxNodesHard = 256; // shared-memory capacity ceiling
+constexpr std::size_t kMaxPools = 512;     // pgbouncer pools over all nodes
+constexpr std::size_t kMaxSlots = 128;
 
 enum class NodeState : uint8_t {
     unknown = 0,  // registered, not yet polled
@@ -63,13 +65,43 @@ struct NodeHint {
     int32_t connections;
     int32_t max_connections;
     PoolCounts pool;
-    uint32_t failures;     // consecutive failed polls
+    uint32_t failures;
+    bool has_bouncer;          // a pgbouncer admin conninfo is registered
+    bool bouncer_ok;           // its last SHOW POOLS succeeded
+    Micros bouncer_last_success;
+    char bouncer_error[kErrorLen];     // consecutive failed polls
     char name[kNameLen];
     char host[kHostLen];
     char zone[kNameLen];
     char error[kErrorLen];
+    char slot_name[kNameLen];  // WAL receiver's slot, to match pg_stat_replication
+    char app_name[kNameLen];   // WAL receiver's application_name, the fallback match
 };
 
+// One pool of a pgbouncer in front of a node (SHOW POOLS).
+struct PoolRow {
+    int32_t node_id;  // 0 = the primary
+    int32_t cl_active;
+    int32_t cl_waiting;
+    int32_t sv_active;
+    int32_t sv_idle;
+    int32_t sv_used;
+    Micros maxwait;
+    char database[kNameLen];
+    char user[kNameLen];
+    char pool_mode[16];
+};
+
+// A replication slot on the primary, as the worker tracks it: PostgreSQL 15
+// has no inactive_since, so the worker remembers when it saw it go inactive.
+struct SlotTrack {
+    char name[kNameLen];
+    bool active;
+    Micros inactive_since;  // 0 while active
+};
+
+static_assert(std::is_trivially_copyable_v<PoolRow>, "PoolRow lives in shared memory");
+static_assert(std::is_trivially_copyable_v<SlotTrack>, "SlotTrack lives in shared memory");
 static_assert(std::is_trivially_copyable_v<NodeHint>, "NodeHint lives in shared memory");
 static_assert(std::is_standard_layout_v<NodeHint>, "NodeHint lives in shared memory");
 

@@ -45,4 +45,28 @@ Micros LsnHistory::lag(Lsn replay, Lsn primary_at_poll, Micros polled_at, Micros
     return lag > 0 ? lag : 0;
 }
 
+double LsnHistory::rate(Micros now, Lsn current, Micros window) const noexcept
+{
+    if (count_ == 0)
+        return 0.0;
+    Micros from = now - window;
+    if (at(0).first_seen > from)
+        from = at(0).first_seen;
+    if (now <= from)
+        return 0.0;
+    // Position at `from`: the last sample first seen at or before it.
+    std::size_t lo = 0, hi = count_;
+    while (lo < hi) {
+        std::size_t mid = (lo + hi) / 2;
+        if (at(mid).first_seen <= from)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    Lsn start = at(lo > 0 ? lo - 1 : 0).lsn;
+    if (current <= start)
+        return 0.0;
+    return static_cast<double>(current - start) * 1e6 / static_cast<double>(now - from);
+}
+
 } // namespace rr

@@ -23,6 +23,10 @@ public:
     // the replay position is older than the whole history.
     Micros lag(Lsn replay, Lsn primary_at_poll, Micros polled_at, Micros last_replay_ts) const noexcept;
 
+    // WAL generated per second over the last `window` (or the history held,
+    // if shorter), up to `now` when the primary was at `current`.
+    double rate(Micros now, Lsn current, Micros window) const noexcept;
+
     std::size_t size() const noexcept { return count_; }
 
 private:

@@ -30,13 +30,17 @@ constexpr const char *kPollQuery =
     " a.total, pg_catalog.current_setting('max_connections')::int4,"
     " a.active, a.idle, a.idle_in_xact, a.waiting,"
     " pg_catalog.current_setting('superuser_reserved_connections')::int4"
-    "   + coalesce(pg_catalog.current_setting('reserved_connections', true)::int4, 0)"
+    "   + coalesce(pg_catalog.current_setting('reserved_connections', true)::int4, 0),"
+    " w.slot_name,"
+    " coalesce(substring(w.conninfo from '(?:^| )application_name=(\\S+)'),"
+    "          nullif(pg_catalog.current_setting('cluster_name'), ''), 'walreceiver')"
     " FROM (SELECT count(*) AS total,"
     "              count(*) FILTER (WHERE state = 'active') AS active,"
     "              count(*) FILTER (WHERE state = 'idle') AS idle,"
     "              count(*) FILTER (WHERE state LIKE 'idle in transaction%') AS idle_in_xact,"
     "              count(*) FILTER (WHERE wait_event_type = 'Lock') AS waiting"
-    "         FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend') a";
+    "         FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend') a"
+    " LEFT JOIN pg_catalog.pg_stat_wal_receiver w ON true";
 
 constexpr Micros kUnixToPgEpoch = 946'684'800LL * 1'000'000LL;
 constexpr Micros kDnsRecheck = 10'000; // how often to look at a pending lookup
@@ -116,7 +120,10 @@ void Poller::cancel_resolution() noexcept
     }
 }
 
-Poller::Poller(std::string conninfo, FdBudget fds) : conninfo_(std::move(conninfo)), fds_(fds) {}
+Poller::Poller(std::string conninfo, FdBudget fds, Probe probe)
+    : conninfo_(std::move(conninfo)), fds_(fds), probe_(probe)
+{
+}
 
 Poller::~Poller() { disconnect(); }
 
@@ -186,9 +193,17 @@ bool Poller::begin_connect(Micros now, const char *hostaddr)
     std::snprintf(timeout_opt, sizeof timeout_opt, "-c statement_timeout=%lld",
                   static_cast<long long>(settings_.query_timeout / 1000));
     // Entries before dbname are defaults the registered conninfo may override;
-    // hostaddr comes after it so our own resolution wins.
-    const char *keys[] = {"application_name", "options", "dbname", hostaddr ? "hostaddr" : nullptr, nullptr};
-    const char *vals[] = {"replica_router", timeout_opt, conninfo_.c_str(), hostaddr, nullptr};
+    // hostaddr comes after it so our own resolution wins. pgbouncer's admin
+    // console refuses the "options" startup parameter.
+    const char *keys[6], *vals[6];
+    int k = 0;
+    keys[k] = "application_name", vals[k++] = "replica_router";
+    if (probe_ == Probe::replica)
+        keys[k] = "options", vals[k++] = timeout_opt;
+    keys[k] = "dbname", vals[k++] = conninfo_.c_str();
+    if (hostaddr != nullptr)
+        keys[k] = "hostaddr", vals[k++] = hostaddr;
+    keys[k] = nullptr, vals[k] = nullptr;
     conn_ = PQconnectStartParams(keys, vals, 1);
     if (conn_ == nullptr)
         return fail("out of memory while starting a connection");
@@ -202,7 +217,7 @@ bool Poller::begin_connect(Micros now, const char *hostaddr)
 
 bool Poller::send_query(Micros now)
 {
-    if (PQsendQuery(conn_, kPollQuery) == 0)
+    if (PQsendQuery(conn_, probe_ == Probe::replica ? kPollQuery : "SHOW POOLS") == 0)
         return fail(first_line(PQerrorMessage(conn_)));
     phase_ = Phase::querying;
     deadline_ = now + settings_.query_timeout;
@@ -263,7 +278,7 @@ bool Poller::step_resolve(Micros now)
 bool Poller::step_connect(Micros now)
 {
     if (now >= connect_deadline_)
-        return fail("timeout connecting to the replica");
+        return fail("timeout connecting");
     switch (PQconnectPoll(conn_)) {
     case PGRES_POLLING_READING:
         wants_ = Wants::read;
@@ -285,7 +300,7 @@ bool Poller::step_connect(Micros now)
 bool Poller::step_query(Micros now)
 {
     if (now >= deadline_)
-        return fail("timeout waiting for the replica to answer");
+        return fail("timeout waiting for an answer");
     if (wants_ == Wants::write) {
         int flushed = PQflush(conn_);
         if (flushed < 0)
@@ -303,7 +318,7 @@ bool Poller::step_query(Micros now)
         if (res == nullptr) {
             // All results read: the poll is complete.
             if (!got_row && r.error.empty())
-                r.error = "the replica returned no row";
+                r.error = "the server returned no row";
             r.ok = r.error.empty();
             if (r.ok) {
                 r.host = PQhost(conn_) ? PQhost(conn_) : "";
@@ -319,33 +334,73 @@ bool Poller::step_query(Micros now)
             }
             return true;
         }
-        if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && PQnfields(res) >= 14) {
-            auto text = [&](int col) -> const char * { return PQgetisnull(res, 0, col) ? nullptr : PQgetvalue(res, 0, col); };
-            r.in_recovery = text(0) != nullptr && text(0)[0] == 't';
-            r.receive_lsn = parse_lsn(text(1));
-            r.replay_lsn = parse_lsn(text(2));
-            if (const char *ts = text(3)) {
-                r.has_replay_ts = true;
-                r.last_replay_ts = std::strtoll(ts, nullptr, 10) - kUnixToPgEpoch;
+        std::unique_ptr<PGresult, void (*)(PGresult *)> owned(res, PQclear);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+            if (probe_ == Probe::replica)
+                got_row = parse_replica_row(res, r) || got_row;
+            else {
+                parse_pools(res, r);
+                got_row = true;
             }
-            r.replay_paused = text(4) != nullptr && text(4)[0] == 't';
-            r.system_id = text(5) ? static_cast<uint64_t>(std::strtoll(text(5), nullptr, 10)) : 0;
-            r.timeline = text(6) ? static_cast<int32_t>(std::strtol(text(6), nullptr, 10)) : 0;
-            r.connections = text(7) ? static_cast<int32_t>(std::strtol(text(7), nullptr, 10)) : 0;
-            r.max_connections = text(8) ? static_cast<int32_t>(std::strtol(text(8), nullptr, 10)) : 0;
-            auto int_at = [&](int col) { return text(col) ? static_cast<int32_t>(std::strtol(text(col), nullptr, 10)) : 0; };
-            r.pool.active = int_at(9);
-            r.pool.idle = int_at(10);
-            r.pool.idle_in_xact = int_at(11);
-            r.pool.waiting = int_at(12);
-            r.pool.reserved = int_at(13);
-            got_row = true;
-        } else if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        } else {
             r.error = first_line(PQresultErrorMessage(res));
         }
-        PQclear(res);
     }
     return false;
+}
+
+bool Poller::parse_replica_row(const PGresult *res, PollResult &r)
+{
+    if (PQntuples(res) != 1 || PQnfields(res) < 16)
+        return false;
+    auto text = [&](int col) -> const char * { return PQgetisnull(res, 0, col) ? nullptr : PQgetvalue(res, 0, col); };
+    auto int_at = [&](int col) { return text(col) ? static_cast<int32_t>(std::strtol(text(col), nullptr, 10)) : 0; };
+    r.in_recovery = text(0) != nullptr && text(0)[0] == 't';
+    r.receive_lsn = parse_lsn(text(1));
+    r.replay_lsn = parse_lsn(text(2));
+    if (const char *ts = text(3)) {
+        r.has_replay_ts = true;
+        r.last_replay_ts = std::strtoll(ts, nullptr, 10) - kUnixToPgEpoch;
+    }
+    r.replay_paused = text(4) != nullptr && text(4)[0] == 't';
+    r.system_id = text(5) ? static_cast<uint64_t>(std::strtoll(text(5), nullptr, 10)) : 0;
+    r.timeline = int_at(6);
+    r.connections = int_at(7);
+    r.max_connections = int_at(8);
+    r.pool.active = int_at(9);
+    r.pool.idle = int_at(10);
+    r.pool.idle_in_xact = int_at(11);
+    r.pool.waiting = int_at(12);
+    r.pool.reserved = int_at(13);
+    copy_str(r.slot_name, sizeof r.slot_name, text(14));
+    copy_str(r.app_name, sizeof r.app_name, text(15));
+    return true;
+}
+
+// SHOW POOLS columns vary across pgbouncer versions: look them up by name.
+void Poller::parse_pools(const PGresult *res, PollResult &r)
+{
+    auto col = [&](const char *name) { return PQfnumber(res, name); };
+    int c_db = col("database"), c_user = col("user"), c_cla = col("cl_active"), c_clw = col("cl_waiting"),
+        c_sva = col("sv_active"), c_svi = col("sv_idle"), c_svu = col("sv_used"), c_mw = col("maxwait"),
+        c_mwus = col("maxwait_us"), c_mode = col("pool_mode");
+    auto text = [&](int row, int c) -> const char * {
+        return c < 0 || PQgetisnull(res, row, c) ? "" : PQgetvalue(res, row, c);
+    };
+    auto num = [&](int row, int c) { return static_cast<int32_t>(std::strtol(text(row, c), nullptr, 10)); };
+    for (int row = 0; row < PQntuples(res); ++row) {
+        PoolRow p{};
+        copy_str(p.database, sizeof p.database, text(row, c_db));
+        copy_str(p.user, sizeof p.user, text(row, c_user));
+        copy_str(p.pool_mode, sizeof p.pool_mode, text(row, c_mode));
+        p.cl_active = num(row, c_cla);
+        p.cl_waiting = num(row, c_clw);
+        p.sv_active = num(row, c_sva);
+        p.sv_idle = num(row, c_svi);
+        p.sv_used = num(row, c_svu);
+        p.maxwait = static_cast<Micros>(num(row, c_mw)) * 1'000'000 + num(row, c_mwus);
+        r.pools.push_back(p);
+    }
 }
 
 bool Poller::step_ready(Micros now)

@@ -10,10 +10,16 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 struct pg_conn;
+struct pg_result;
 
 namespace rr {
+
+// What a poller asks: a replica's replication state, or a pgbouncer admin
+// console's SHOW POOLS.
+enum class Probe { replica, pgbouncer };
 
 struct PollSettings {
     Micros connect_timeout = 2'000'000;
@@ -35,6 +41,9 @@ struct PollResult {
     int32_t connections = 0;
     int32_t max_connections = 0;
     PoolCounts pool{};
+    char slot_name[kNameLen] = "";  // the replica's WAL receiver: slot it streams from
+    char app_name[kNameLen] = "";   // and the application_name the primary sees
+    std::vector<PoolRow> pools;  // pgbouncer probes
     std::string host;  // as libpq connected to it
     std::string port;
     std::string error;
@@ -50,7 +59,7 @@ struct FdBudget {
 
 class Poller {
 public:
-    Poller(std::string conninfo, FdBudget fds);
+    Poller(std::string conninfo, FdBudget fds, Probe probe = Probe::replica);
     ~Poller();
     Poller(const Poller &) = delete;
     Poller &operator=(const Poller &) = delete;
@@ -88,8 +97,12 @@ private:
     bool send_query(Micros now);
     void cancel_resolution() noexcept;
 
+    bool parse_replica_row(const ::pg_result *res, PollResult &r);
+    void parse_pools(const ::pg_result *res, PollResult &r);
+
     std::string conninfo_;
     FdBudget fds_;
+    Probe probe_;
     PollSettings settings_;
     Phase phase_ = Phase::idle;
     pg_conn *conn_ = nullptr;

@@ -47,6 +47,7 @@ void startup_hook()
         s->hints_ready = false;
         s->primary_system_id = 0;
         s->stats = WorkerStats{};
+        s->primary = PrimaryStats{};
     }
     shared = static_cast<SharedState *>(mem);
     LWLockRelease(AddinShmemInitLock);

@@ -25,6 +25,18 @@ struct WorkerStats {
 static_assert(std::is_trivially_copyable_v<WorkerStats>);
 
 using HintTable = boost::container::static_vector<NodeHint, kMaxNodesHard>;
+using PoolTable = boost::container::static_vector<PoolRow, kMaxPools>;
+using SlotTable = boost::container::static_vector<SlotTrack, kMaxSlots>;
+
+// The primary's own figures the worker keeps.
+struct PrimaryStats {
+    double wal_rate;            // bytes per second over the last few minutes
+    bool has_bouncer;           // replica_router.primary_pgbouncer is set
+    bool bouncer_ok;
+    Micros bouncer_last_success;
+    char bouncer_error[kErrorLen];
+};
+static_assert(std::is_trivially_copyable_v<PrimaryStats>);
 
 struct SharedState {
     LWLock *lock;
@@ -34,7 +46,10 @@ struct SharedState {
     bool hints_ready;               // the worker has filled `nodes` from the registry
     uint64_t primary_system_id;
     WorkerStats stats;
+    PrimaryStats primary;
     HintTable nodes;
+    PoolTable pools;
+    SlotTable slots;
 };
 
 extern SharedState *shared;

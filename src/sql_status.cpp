@@ -6,6 +6,7 @@
 #include "guc.hpp"
 #include "routing.hpp"
 #include "shmem.hpp"
+#include "srf.hpp"
 
 extern "C" {
 PG_FUNCTION_INFO_V1(replica_router_hints);
@@ -16,29 +17,10 @@ namespace rr {
 
 namespace {
 
-Datum interval_datum(Micros us)
-{
-    Interval *iv = static_cast<Interval *>(palloc0(sizeof(Interval)));
-    iv->time = us;
-    return IntervalPGetDatum(iv);
-}
-
 Datum hints(FunctionCallInfo fcinfo)
 {
     SharedState *s = shmem_require();
-    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-#if PG_VERSION_NUM >= 150000
-    InitMaterializedSRF(fcinfo, 0);
-#else
-    TupleDesc tupdesc;
-    if (get_call_result_type(fcinfo, nullptr, &tupdesc) != TYPEFUNC_COMPOSITE)
-        elog(ERROR, "return type must be a row type");
-    MemoryContext old = MemoryContextSwitchTo(rsinfo->econtext->ecxt_per_query_memory);
-    rsinfo->returnMode = SFRM_Materialize;
-    rsinfo->setResult = tuplestore_begin_heap(true, false, work_mem);
-    rsinfo->setDesc = CreateTupleDescCopy(tupdesc);
-    MemoryContextSwitchTo(old);
-#endif
+    ReturnSetInfo *rsinfo = materialize(fcinfo);
 
     LWLockAcquire(s->lock, LW_SHARED);
     std::size_t n = s->hints_ready ? s->nodes.size() : 0;
@@ -49,7 +31,7 @@ Datum hints(FunctionCallInfo fcinfo)
 
     Micros now = GetCurrentTimestamp();
     Micros stale_after = static_cast<Micros>(rr_stale_after_ms) * 1000;
-    constexpr int kCols = 24;
+    constexpr int kCols = 35;
     for (std::size_t i = 0; i < n; ++i) {
         const NodeHint &h = copy[i];
         Datum v[kCols];
@@ -82,8 +64,19 @@ Datum hints(FunctionCallInfo fcinfo)
         v[21] = Int32GetDatum(h.max_connections);
         v[22] = Int32GetDatum(static_cast<int32>(h.failures));
         v[23] = CStringGetTextDatum(h.error);
+        v[24] = Int32GetDatum(h.pool.active);
+        v[25] = Int32GetDatum(h.pool.idle);
+        v[26] = Int32GetDatum(h.pool.idle_in_xact);
+        v[27] = Int32GetDatum(h.pool.waiting);
+        v[28] = Int32GetDatum(h.pool.reserved);
+        v[29] = BoolGetDatum(h.has_bouncer);
+        v[30] = BoolGetDatum(h.bouncer_ok);
+        v[31] = TimestampTzGetDatum(h.bouncer_last_success);
+        v[32] = CStringGetTextDatum(h.bouncer_error);
+        v[33] = CStringGetTextDatum(h.slot_name);
+        v[34] = CStringGetTextDatum(h.app_name);
         if (!h.has_result)
-            for (int c : {8, 9, 10, 11, 14, 18, 19, 20, 21})
+            for (int c : {8, 9, 10, 11, 14, 18, 19, 20, 21, 24, 25, 26, 27, 28})
                 nulls[c] = true;
         nulls[10] = nulls[10] || h.receive_lsn == 0;
         nulls[11] = nulls[11] || h.replay_lsn == 0;
@@ -94,6 +87,11 @@ Datum hints(FunctionCallInfo fcinfo)
         nulls[16] = h.last_success == 0;
         nulls[17] = h.state_since == 0;
         nulls[23] = h.error[0] == '\0';
+        nulls[30] = !h.has_bouncer;
+        nulls[31] = h.bouncer_last_success == 0;
+        nulls[32] = h.bouncer_error[0] == '\0';
+        nulls[33] = h.slot_name[0] == '\0';
+        nulls[34] = h.app_name[0] == '\0';
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
     }
     return (Datum) 0;

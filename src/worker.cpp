@@ -15,6 +15,7 @@
 #include "poller.hpp"
 #include "routing.hpp"
 #include "shmem.hpp"
+#include "slots.hpp"
 
 #include <cstdlib>
 #include <memory>
@@ -31,6 +32,7 @@ constexpr Micros kAbsentRecheck = 5'000'000;     // look for CREATE EXTENSION th
 constexpr Micros kWriteRetry = 1'000'000;        // after a failed hint write
 constexpr Micros kLagMaterial = 1'000'000;       // lag changes smaller than this are not written
 constexpr int64_t kLagBytesMaterial = 16 * 1024 * 1024;
+constexpr Micros kWalRateWindow = 300'000'000;    // WAL rate for slot forecasts: last 5 minutes
 
 struct Tracked {
     NodeRow cfg{};
@@ -42,6 +44,16 @@ struct Tracked {
     Micros poll_started = 0;
     Lsn primary_at_start = 0;
     uint64_t round = 0;
+    std::unique_ptr<Poller> bouncer;  // pgbouncer admin console, if registered
+    std::vector<PoolRow> pools;       // its last SHOW POOLS
+};
+
+// A poller to wait on: a node's replica probe or pgbouncer probe, or the
+// primary's pgbouncer (node == nullptr).
+struct ProbeRef {
+    Poller *poller;
+    Tracked *node;
+    bool bouncer;
 };
 
 struct WorkerState {
@@ -57,6 +69,10 @@ struct WorkerState {
     uint32_t generation_seen = 0;
     bool extension_present = false;
     bool dirty = false;  // shared memory is behind `nodes`
+    std::unique_ptr<Poller> primary_bouncer;
+    std::vector<PoolRow> primary_pools;
+    PrimaryStats primary{};
+    std::vector<ProbeRef> probes;  // rebuilt before every wait
 };
 
 WorkerState *state = nullptr;
@@ -105,6 +121,16 @@ void publish()
     for (const Tracked &t : state->nodes)
         if (shared->nodes.size() < shared->nodes.capacity())
             shared->nodes.push_back(t.hint);
+    shared->pools.clear();
+    auto add_pools = [](const std::vector<PoolRow> &rows) {
+        for (const PoolRow &p : rows)
+            if (shared->pools.size() < shared->pools.capacity())
+                shared->pools.push_back(p);
+    };
+    add_pools(state->primary_pools);
+    for (const Tracked &t : state->nodes)
+        add_pools(t.pools);
+    shared->primary = state->primary;
     shared->hints_ready = state->extension_present;
     LWLockRelease(shared->lock);
     state->dirty = false;
@@ -114,9 +140,14 @@ void close_all() noexcept
 {
     if (state == nullptr)
         return;
-    for (Tracked &t : state->nodes)
+    for (Tracked &t : state->nodes) {
         if (t.poller)
             t.poller->disconnect();
+        if (t.bouncer)
+            t.bouncer->disconnect();
+    }
+    if (state->primary_bouncer)
+        state->primary_bouncer->disconnect();
 }
 
 void on_exit_cleanup(int, Datum)
@@ -178,6 +209,14 @@ void sync_registry(const NodeRow *rows, int n, Micros now)
             t.hint.state_since = now;
             t.poller = std::make_unique<Poller>(row.conninfo, FdBudget{fd_acquire, fd_release});
         }
+        if (row.pgbouncer[0] == '\0' || !row.enabled) {
+            t.bouncer.reset();
+            t.pools.clear();
+        } else if (!t.bouncer || t.bouncer->conninfo() != row.pgbouncer) {
+            t.bouncer = std::make_unique<Poller>(row.pgbouncer, FdBudget{fd_acquire, fd_release}, Probe::pgbouncer);
+            t.pools.clear();
+        }
+        t.hint.has_bouncer = static_cast<bool>(t.bouncer);
         t.cfg = row;
         next.push_back(std::move(t));
     }
@@ -230,6 +269,8 @@ void apply_result(Tracked &t, Micros now)
         h.connections = r.connections;
         h.max_connections = r.max_connections;
         h.pool = r.pool;
+        copy_str(h.slot_name, sizeof h.slot_name, r.slot_name);
+        copy_str(h.app_name, sizeof h.app_name, r.app_name);
         h.error[0] = '\0';
         if (!r.host.empty())
             copy_str(h.host, sizeof h.host, r.host.c_str());
@@ -279,6 +320,65 @@ void poll_finished(Tracked &t, Micros now)
     LWLockRelease(shared->lock);
 }
 
+// Folds a finished SHOW POOLS into the node's (or the primary's) pool rows.
+void bouncer_finished(Tracked *t, Micros now)
+{
+    Poller &p = t != nullptr ? *t->bouncer : *state->primary_bouncer;
+    const PollResult &r = p.result();
+    std::vector<PoolRow> &pools = t != nullptr ? t->pools : state->primary_pools;
+    bool &ok = t != nullptr ? t->hint.bouncer_ok : state->primary.bouncer_ok;
+    Micros &last = t != nullptr ? t->hint.bouncer_last_success : state->primary.bouncer_last_success;
+    char *error = t != nullptr ? t->hint.bouncer_error : state->primary.bouncer_error;
+    if (r.lost_idle)
+        return;  // reconnects at the next tick; the pools seen last still stand
+    ok = r.ok;
+    if (r.ok) {
+        pools = r.pools;
+        for (PoolRow &row : pools)
+            row.node_id = t != nullptr ? t->cfg.id : 0;
+        last = now;
+        error[0] = '\0';
+    } else {
+        pools.clear();
+        copy_str(error, kErrorLen, r.error.c_str());
+    }
+    state->dirty = true;
+}
+
+void probe_finished(const ProbeRef &probe, Micros now)
+{
+    if (!probe.bouncer) {
+        poll_finished(*probe.node, now);
+        return;
+    }
+    cpp_step("pgbouncer bookkeeping", [&] { bouncer_finished(probe.node, now); });
+}
+
+// Follows replica_router.primary_pgbouncer across reloads.
+void sync_primary_bouncer()
+{
+    const char *want = rr_primary_pgbouncer != nullptr ? rr_primary_pgbouncer : "";
+    Poller *have = state->primary_bouncer.get();
+    if (have != nullptr && have->conninfo() == want)
+        return;
+    state->primary_bouncer.reset();
+    state->primary_pools.clear();
+    state->primary = PrimaryStats{state->primary.wal_rate};
+    if (want[0] != '\0')
+        state->primary_bouncer = std::make_unique<Poller>(want, FdBudget{fd_acquire, fd_release}, Probe::pgbouncer);
+    state->primary.has_bouncer = want[0] != '\0';
+    state->dirty = true;
+}
+
+void start_probe(Poller &p, Micros now, const PollSettings &s, const ProbeRef &ref)
+{
+    bool done = false;
+    if (!cpp_step("starting a poll", [&] { done = p.start(now, s); }))
+        return;
+    if (done)
+        probe_finished(ref, now);
+}
+
 void tick(Micros now)
 {
     XLogRecPtr primary_lsn = GetXLogWriteRecPtr();
@@ -294,12 +394,19 @@ void tick(Micros now)
         t.poll_started = now;
         t.primary_at_start = primary_lsn;
         t.round = state->round;
-        bool done = false;
-        if (!cpp_step("starting a poll", [&] { done = t.poller->start(now, s); }))
-            done = false;
-        if (done)
-            poll_finished(t, now);
+        start_probe(*t.poller, now, s, ProbeRef{t.poller.get(), &t, false});
     }
+    // pgbouncer consoles: at most one SHOW POOLS in flight each.
+    for (Tracked &t : state->nodes)
+        if (t.bouncer && !t.bouncer->busy())
+            start_probe(*t.bouncer, now, s, ProbeRef{t.bouncer.get(), &t, true});
+    cpp_step("pgbouncer settings", [] { sync_primary_bouncer(); });
+    if (state->primary_bouncer && !state->primary_bouncer->busy())
+        start_probe(*state->primary_bouncer, now, s, ProbeRef{state->primary_bouncer.get(), nullptr, true});
+
+    state->primary.wal_rate = state->history.rate(now, primary_lsn, kWalRateWindow);
+    slots_refresh(now);
+    state->dirty = true;
     Micros interval = static_cast<Micros>(rr_poll_interval_ms) * 1000;
     state->next_tick += interval;
     if (state->next_tick <= now)  // fell behind (e.g. a slow write): do not burst
@@ -376,25 +483,49 @@ Micros earliest_deadline(Micros now)
         until = state->next_registry_load;
     else if (state->next_registry_load < until)
         until = state->next_registry_load;
-    for (const Tracked &t : state->nodes) {
-        Micros d = t.poller ? t.poller->deadline() : 0;
+    for (const ProbeRef &p : state->probes) {
+        Micros d = p.poller->deadline();
         if (d != 0 && d < until)
             until = d;
     }
     return until > now ? until : now;
 }
 
+void collect_probes()
+{
+    state->probes.clear();
+    for (Tracked &t : state->nodes) {
+        if (t.poller)
+            state->probes.push_back(ProbeRef{t.poller.get(), &t, false});
+        if (t.bouncer)
+            state->probes.push_back(ProbeRef{t.bouncer.get(), &t, true});
+    }
+    if (state->primary_bouncer)
+        state->probes.push_back(ProbeRef{state->primary_bouncer.get(), nullptr, true});
+}
+
+void advance_probe(const ProbeRef &probe, Micros now)
+{
+    bool done = false;
+    if (!cpp_step("advancing a poll", [&] { done = probe.poller->advance(now); }))
+        return;
+    if (done)
+        probe_finished(probe, now);
+}
+
 // Waits on the latch, postmaster death and every socket a poller wants,
 // then advances the pollers whose socket fired or whose deadline passed.
 void wait_and_advance()
 {
+    if (!cpp_step("collecting probes", [] { collect_probes(); }))
+        state->probes.clear();
     Micros now = GetCurrentTimestamp();
     Micros until = earliest_deadline(now);
     long timeout_ms = static_cast<long>((until - now + 999) / 1000);
 
     int nsockets = 0;
-    for (const Tracked &t : state->nodes)
-        if (t.poller && t.poller->wants() != Wants::nothing)
+    for (const ProbeRef &p : state->probes)
+        if (p.poller->wants() != Wants::nothing)
             ++nsockets;
 
 #if PG_VERSION_NUM >= 170000
@@ -404,9 +535,9 @@ void wait_and_advance()
 #endif
     AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
     AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
-    for (std::size_t i = 0; i < state->nodes.size(); ++i) {
-        const Poller *p = state->nodes[i].poller.get();
-        if (p == nullptr || p->wants() == Wants::nothing)
+    for (std::size_t i = 0; i < state->probes.size(); ++i) {
+        const Poller *p = state->probes[i].poller;
+        if (p->wants() == Wants::nothing)
             continue;
         uint32 ev = p->wants() == Wants::read ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
         AddWaitEventToSet(set, ev, p->socket(), nullptr, reinterpret_cast<void *>(i));
@@ -423,25 +554,13 @@ void wait_and_advance()
             continue;
         }
         std::size_t i = reinterpret_cast<std::size_t>(events[e].user_data);
-        if (i >= state->nodes.size())
-            continue;
-        Tracked &t = state->nodes[i];
-        bool done = false;
-        if (!cpp_step("advancing a poll", [&] { done = t.poller->advance(now); }))
-            continue;
-        if (done)
-            poll_finished(t, now);
+        if (i < state->probes.size())
+            advance_probe(state->probes[i], now);
     }
     // Deadlines: timeouts and pending host name lookups.
-    for (Tracked &t : state->nodes) {
-        if (!t.poller || t.poller->deadline() == 0 || t.poller->deadline() > now)
-            continue;
-        bool done = false;
-        if (!cpp_step("advancing a poll", [&] { done = t.poller->advance(now); }))
-            continue;
-        if (done)
-            poll_finished(t, now);
-    }
+    for (const ProbeRef &p : state->probes)
+        if (p.poller->deadline() != 0 && p.poller->deadline() <= now)
+            advance_probe(p, now);
 }
 
 void run_loop()
