@@ -21,6 +21,9 @@ override with_llvm = no
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# Headers are few and shared: any change rebuilds every object.
+$(OBJS): $(wildcard src/*.hpp)
+
 # The Nagios-style check command (a plain libpq client).
 CHECK_BIN = tools/replica_router_check
 all: $(CHECK_BIN)

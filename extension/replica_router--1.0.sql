@@ -87,6 +87,9 @@ CREATE TABLE replica_router.routing_hints (
     max_connections integer,
     last_success    timestamptz,
     error           text,
+    weight          integer,
+    zone            text,
+    reserved_connections integer,
     updated_at      timestamptz NOT NULL
 );
 COMMENT ON TABLE replica_router.routing_hints IS
@@ -96,9 +99,32 @@ CREATE TABLE replica_router.heartbeat (
     id                boolean PRIMARY KEY DEFAULT true CONSTRAINT heartbeat_one_row CHECK (id),
     primary_time      timestamptz NOT NULL,
     system_identifier text NOT NULL,
-    worker_pid        integer
+    worker_pid        integer,
+    primary_node      text,
+    primary_host      text,
+    primary_port      integer
 );
 COMMENT ON TABLE replica_router.heartbeat IS 'Last heartbeat of the worker, on the primary''s clock';
+
+------------------------------------------------------------------------------
+-- Operation classes
+------------------------------------------------------------------------------
+CREATE TABLE replica_router.routes (
+    operation   text PRIMARY KEY
+                CONSTRAINT routes_operation_check CHECK (operation ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$'),
+    target      text NOT NULL
+                CONSTRAINT routes_target_check CHECK (target IN ('primary', 'replica', 'any')),
+    max_lag     interval CONSTRAINT routes_max_lag_check CHECK (max_lag >= interval '0'),
+    balance     text CONSTRAINT routes_balance_check
+                CHECK (balance IN ('round_robin', 'weighted', 'least_lag', 'least_connections')),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE replica_router.routes IS 'Operation classes: where recommend(operation) sends each kind of work';
+INSERT INTO replica_router.routes (operation, target) VALUES ('read', 'replica'), ('write', 'primary');
+SELECT pg_catalog.pg_extension_config_dump('replica_router.routes', '');
+
+CREATE TRIGGER routes_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON replica_router.routes
+    FOR EACH STATEMENT EXECUTE FUNCTION replica_router._nodes_changed();
 
 ------------------------------------------------------------------------------
 -- Registry functions
@@ -263,12 +289,91 @@ COMMENT ON FUNCTION replica_router.alter_replica(text, integer, boolean, text, t
 ------------------------------------------------------------------------------
 CREATE FUNCTION replica_router.recommend(
     operation text DEFAULT 'read', max_lag interval DEFAULT NULL, min_lsn pg_lsn DEFAULT NULL,
+    zone text DEFAULT NULL,
     OUT node text, OUT host text, OUT port integer, OUT role text,
     OUT replay_lag interval, OUT lag_bytes bigint, OUT reason text)
 RETURNS record
 LANGUAGE c VOLATILE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'replica_router_recommend';
-COMMENT ON FUNCTION replica_router.recommend(text, interval, pg_lsn) IS
+COMMENT ON FUNCTION replica_router.recommend(text, interval, pg_lsn, text) IS
     'Where to send a query: a healthy, caught-up replica for reads, the primary otherwise';
+
+CREATE FUNCTION replica_router.candidates(
+    operation text DEFAULT 'read', max_lag interval DEFAULT NULL, min_lsn pg_lsn DEFAULT NULL,
+    zone text DEFAULT NULL,
+    OUT rank integer, OUT node text, OUT host text, OUT port integer, OUT role text,
+    OUT qualified boolean, OUT state text, OUT replay_lag interval, OUT lag_bytes bigint, OUT reason text)
+RETURNS SETOF record
+LANGUAGE c VOLATILE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'replica_router_candidates';
+COMMENT ON FUNCTION replica_router.candidates(text, interval, pg_lsn, text) IS
+    'Every node for an operation: the qualified ones ranked, the others with the reason they were left out';
+
+CREATE FUNCTION replica_router.connection_string(
+    operation text DEFAULT 'read', max_lag interval DEFAULT NULL, min_lsn pg_lsn DEFAULT NULL,
+    zone text DEFAULT NULL)
+RETURNS text
+LANGUAGE sql VOLATILE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('host=%s port=%s',
+                  string_agg(c.host, ',' ORDER BY c.rank), string_agg(c.port::text, ',' ORDER BY c.rank))
+      FROM replica_router.candidates(operation, max_lag, min_lsn, zone) c
+     WHERE c.rank IS NOT NULL
+$$;
+COMMENT ON FUNCTION replica_router.connection_string(text, interval, pg_lsn, text) IS
+    'A libpq multi-host "host=a,b port=1,2" string of the qualified nodes, best first';
+
+CREATE FUNCTION replica_router.set_route(
+    operation text, target text, max_lag interval DEFAULT NULL, balance text DEFAULT NULL)
+RETURNS replica_router.routes
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    result replica_router.routes;
+BEGIN
+    PERFORM replica_router._check_name('operation', operation);
+    IF target IS NULL OR target NOT IN ('primary', 'replica', 'any') THEN
+        RAISE EXCEPTION 'invalid route target "%"', coalesce(left(target, 80), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'A route''s target is primary, replica or any.';
+    END IF;
+    IF max_lag < interval '0' THEN
+        RAISE EXCEPTION 'max_lag must not be negative' USING ERRCODE = 'invalid_parameter_value',
+            DETAIL = format('The given max_lag is %s.', max_lag);
+    END IF;
+    IF balance IS NOT NULL AND balance NOT IN ('round_robin', 'weighted', 'least_lag', 'least_connections') THEN
+        RAISE EXCEPTION 'invalid balancing method "%"', left(balance, 80)
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'Balancing is round_robin, weighted, least_lag or least_connections.';
+    END IF;
+    INSERT INTO replica_router.routes AS r (operation, target, max_lag, balance)
+    VALUES (set_route.operation, set_route.target, set_route.max_lag, set_route.balance)
+    ON CONFLICT ON CONSTRAINT routes_pkey DO UPDATE
+       SET target = EXCLUDED.target, max_lag = EXCLUDED.max_lag, balance = EXCLUDED.balance, updated_at = now()
+    RETURNING * INTO result;
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION replica_router.set_route(text, text, interval, text) IS
+    'Create or replace the route of an operation class';
+
+CREATE FUNCTION replica_router.drop_route(operation text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF operation IS NULL THEN
+        RAISE EXCEPTION 'operation must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    DELETE FROM replica_router.routes r WHERE r.operation = drop_route.operation;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'route "%" does not exist', left(operation, 80)
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT * FROM replica_router.routes lists the routes.';
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION replica_router.drop_route(text) IS 'Remove the route of an operation class';
+
+-- After a write: the LSN to pass as min_lsn so the next read sees it.
+CREATE FUNCTION replica_router.write_lsn() RETURNS pg_lsn
+LANGUAGE sql VOLATILE PARALLEL SAFE AS $$ SELECT pg_catalog.pg_current_wal_insert_lsn() $$;
+COMMENT ON FUNCTION replica_router.write_lsn() IS
+    'The WAL position after this session''s writes: pass it as recommend(min_lsn => ...) to read your writes';
 
 CREATE FUNCTION replica_router._primary(OUT node text, OUT host text, OUT port integer)
 RETURNS record LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'replica_router_primary';
@@ -656,10 +761,13 @@ COMMENT ON FUNCTION replica_router.metrics() IS 'Prometheus text exposition of l
 REVOKE ALL ON ALL TABLES IN SCHEMA replica_router FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA replica_router FROM PUBLIC;
 GRANT USAGE ON SCHEMA replica_router TO PUBLIC;
-GRANT SELECT ON replica_router.routing_hints, replica_router.heartbeat, replica_router.status,
+GRANT SELECT ON replica_router.routing_hints, replica_router.heartbeat, replica_router.status, replica_router.routes,
     replica_router.lag, replica_router.slot_health, replica_router.pool_state, replica_router.pgbouncer_pools,
     replica_router.health TO PUBLIC;
-GRANT EXECUTE ON FUNCTION replica_router.recommend(text, interval, pg_lsn), replica_router.worker_status(),
+GRANT EXECUTE ON FUNCTION replica_router.recommend(text, interval, pg_lsn, text),
+    replica_router.candidates(text, interval, pg_lsn, text),
+    replica_router.connection_string(text, interval, pg_lsn, text), replica_router.write_lsn(),
+    replica_router.worker_status(),
     replica_router.mask_conninfo(text), replica_router._hints(), replica_router._primary(),
     replica_router._conninfo_error(text), replica_router.metrics(), replica_router._pools(),
     replica_router._slots(), replica_router._primary_stats(), replica_router._worst(text[]),
@@ -667,7 +775,8 @@ GRANT EXECUTE ON FUNCTION replica_router.recommend(text, interval, pg_lsn), repl
 GRANT SELECT ON replica_router.nodes TO replica_router_admin;
 GRANT EXECUTE ON FUNCTION replica_router.add_replica(text, text, integer, text, text),
     replica_router.remove_replica(text),
-    replica_router.alter_replica(text, integer, boolean, text, text, text) TO replica_router_admin;
+    replica_router.alter_replica(text, integer, boolean, text, text, text),
+    replica_router.set_route(text, text, interval, text), replica_router.drop_route(text) TO replica_router_admin;
 
 -- Wake the worker once this CREATE EXTENSION commits.
 SELECT replica_router._notify_worker();

@@ -1,6 +1,7 @@
 #include "pg.hpp"
 
 #include "catalog.hpp"
+#include "primary.hpp"
 
 namespace rr {
 
@@ -49,20 +50,28 @@ CatalogStatus in_transaction(const char *what, Body body, char *error = nullptr,
 const char *kUpsert =
     "INSERT INTO replica_router.routing_hints AS h"
     " (node_id, node, host, port, state, lag_bytes, lag_seconds, replay_lsn, replay_paused,"
-    "  connections, max_connections, last_success, error, updated_at)"
-    " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, now()"
+    "  connections, max_connections, last_success, error, weight, zone, reserved_connections, updated_at)"
+    " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, now()"
     " WHERE EXISTS (SELECT 1 FROM replica_router.nodes n WHERE n.id = $1)"
     " ON CONFLICT (node_id) DO UPDATE SET node = EXCLUDED.node, host = EXCLUDED.host, port = EXCLUDED.port,"
     "  state = EXCLUDED.state, lag_bytes = EXCLUDED.lag_bytes, lag_seconds = EXCLUDED.lag_seconds,"
     "  replay_lsn = EXCLUDED.replay_lsn, replay_paused = EXCLUDED.replay_paused,"
     "  connections = EXCLUDED.connections, max_connections = EXCLUDED.max_connections,"
-    "  last_success = EXCLUDED.last_success, error = EXCLUDED.error, updated_at = now()";
+    "  last_success = EXCLUDED.last_success, error = EXCLUDED.error, weight = EXCLUDED.weight,"
+    "  zone = EXCLUDED.zone, reserved_connections = EXCLUDED.reserved_connections, updated_at = now()";
+
+const char *kNotify =
+    "SELECT pg_catalog.pg_notify('replica_router', pg_catalog.json_build_object("
+    " 'node', $1, 'old_state', $2, 'new_state', $3, 'lag_seconds', $4, 'lag_bytes', $5,"
+    " 'at', pg_catalog.now())::text)";
 
 const char *kHeartbeat =
-    "INSERT INTO replica_router.heartbeat AS b (id, primary_time, system_identifier, worker_pid)"
-    " VALUES (true, now(), $1, $2)"
+    "INSERT INTO replica_router.heartbeat AS b"
+    " (id, primary_time, system_identifier, worker_pid, primary_node, primary_host, primary_port)"
+    " VALUES (true, now(), $1, $2, $3, $4, $5)"
     " ON CONFLICT (id) DO UPDATE SET primary_time = now(), system_identifier = EXCLUDED.system_identifier,"
-    "  worker_pid = EXCLUDED.worker_pid";
+    "  worker_pid = EXCLUDED.worker_pid, primary_node = EXCLUDED.primary_node,"
+    "  primary_host = EXCLUDED.primary_host, primary_port = EXCLUDED.primary_port";
 
 } // namespace
 
@@ -74,10 +83,11 @@ CatalogStatus catalog_extension_present()
     });
 }
 
-CatalogStatus catalog_load_nodes(NodeRow *out, int cap, int *count)
+CatalogStatus catalog_load_nodes(NodeRow *out, int cap, int *count, RouteRow *routes, int route_cap, int *route_count)
 {
     *count = 0;
-    return in_transaction("read the replica registry", [out, cap, count]() -> CatalogStatus {
+    *route_count = 0;
+    return in_transaction("read the replica registry", [=]() -> CatalogStatus {
         if (!OidIsValid(get_extension_oid("replica_router", true)))
             return CatalogStatus::absent;
         int rc = SPI_execute("SELECT id, name, conninfo, weight, enabled, coalesce(zone, ''), coalesce(pgbouncer, '')"
@@ -100,23 +110,44 @@ CatalogStatus catalog_load_nodes(NodeRow *out, int cap, int *count)
             copy_str(r.pgbouncer, sizeof r.pgbouncer, SPI_getvalue(tup, desc, 7));
         }
         *count = n;
+
+        rc = SPI_execute("SELECT operation, target, coalesce(balance, ''),"
+                         " coalesce((extract(epoch FROM max_lag) * 1000000)::int8, -1)"
+                         " FROM replica_router.routes ORDER BY operation",
+                         true, 0);
+        if (rc != SPI_OK_SELECT)
+            elog(ERROR, "reading replica_router.routes failed: %s", SPI_result_code_string(rc));
+        int r = 0;
+        for (uint64 i = 0; i < SPI_processed && r < route_cap; ++i) {
+            HeapTuple tup = SPI_tuptable->vals[i];
+            TupleDesc desc = SPI_tuptable->tupdesc;
+            bool isnull;
+            RouteRow &row = routes[r];
+            copy_str(row.operation, sizeof row.operation, SPI_getvalue(tup, desc, 1));
+            if (!parse_target(SPI_getvalue(tup, desc, 2), &row.target))
+                continue;
+            row.has_balance = parse_balance(SPI_getvalue(tup, desc, 3), &row.balance);
+            row.max_lag = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
+            ++r;
+        }
+        *route_count = r;
         return CatalogStatus::ok;
     });
 }
 
-CatalogStatus catalog_write_hints(const NodeHint *rows, int n, bool heartbeat, char *error, std::size_t error_len)
+CatalogStatus catalog_write_hints(const HintWrite *rows, int n, bool heartbeat, char *error, std::size_t error_len)
 {
     return in_transaction(
         "write routing hints",
         [rows, n, heartbeat]() -> CatalogStatus {
             if (!OidIsValid(get_extension_oid("replica_router", true)))
                 return CatalogStatus::absent;
-            Oid types[13] = {INT4OID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID, FLOAT8OID,
-                             LSNOID, BOOLOID, INT4OID, INT4OID, TIMESTAMPTZOID, TEXTOID};
+            Oid types[16] = {INT4OID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID, FLOAT8OID, LSNOID,
+                             BOOLOID, INT4OID, INT4OID, TIMESTAMPTZOID, TEXTOID, INT4OID, TEXTOID, INT4OID};
             for (int i = 0; i < n; ++i) {
-                const NodeHint &h = rows[i];
+                const NodeHint &h = rows[i].hint;
                 bool polled = h.has_result;
-                Datum v[13] = {
+                Datum v[16] = {
                     Int32GetDatum(h.node_id),
                     CStringGetTextDatum(h.name),
                     CStringGetTextDatum(h.host),
@@ -130,8 +161,11 @@ CatalogStatus catalog_write_hints(const NodeHint *rows, int n, bool heartbeat, c
                     Int32GetDatum(h.max_connections),
                     TimestampTzGetDatum(h.last_success),
                     CStringGetTextDatum(h.error),
+                    Int32GetDatum(h.weight),
+                    CStringGetTextDatum(h.zone),
+                    Int32GetDatum(h.pool.reserved),
                 };
-                char nulls[14] = "             ";
+                char nulls[17] = "                ";
                 if (!polled || h.lag_bytes < 0)
                     nulls[5] = 'n';
                 if (!polled || h.lag < 0)
@@ -144,16 +178,38 @@ CatalogStatus catalog_write_hints(const NodeHint *rows, int n, bool heartbeat, c
                     nulls[12] = 'n';
                 if (h.port == 0)
                     nulls[3] = 'n';
-                int rc = SPI_execute_with_args(kUpsert, 13, types, v, nulls, false, 0);
+                if (h.zone[0] == '\0')
+                    nulls[14] = 'n';
+                if (!polled)
+                    nulls[15] = 'n';
+                int rc = SPI_execute_with_args(kUpsert, 16, types, v, nulls, false, 0);
                 if (rc != SPI_OK_INSERT)
                     elog(ERROR, "writing replica_router.routing_hints failed: %s", SPI_result_code_string(rc));
+                if (rows[i].notify) {
+                    Oid ntypes[5] = {TEXTOID, TEXTOID, TEXTOID, FLOAT8OID, INT8OID};
+                    Datum nv[5] = {CStringGetTextDatum(h.name), CStringGetTextDatum(state_name(rows[i].old_state)),
+                                   CStringGetTextDatum(state_name(h.state)),
+                                   Float8GetDatum(static_cast<double>(h.lag) / 1e6), Int64GetDatum(h.lag_bytes)};
+                    char nnulls[6] = "     ";
+                    if (h.lag < 0)
+                        nnulls[3] = 'n';
+                    if (h.lag_bytes < 0)
+                        nnulls[4] = 'n';
+                    rc = SPI_execute_with_args(kNotify, 5, ntypes, nv, nnulls, false, 0);
+                    if (rc != SPI_OK_SELECT)
+                        elog(ERROR, "NOTIFY replica_router failed: %s", SPI_result_code_string(rc));
+                }
             }
             if (heartbeat) {
-                Oid hb_types[2] = {TEXTOID, INT4OID};
+                Oid hb_types[5] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, INT4OID};
                 char sysid[32];
                 snprintf(sysid, sizeof sysid, UINT64_FORMAT, GetSystemIdentifier());
-                Datum hb[2] = {CStringGetTextDatum(sysid), Int32GetDatum(MyProcPid)};
-                int rc = SPI_execute_with_args(kHeartbeat, 2, hb_types, hb, nullptr, false, 0);
+                char host[kHostLen];
+                int port = 0;
+                primary_endpoint(host, sizeof host, &port);
+                Datum hb[5] = {CStringGetTextDatum(sysid), Int32GetDatum(MyProcPid),
+                               CStringGetTextDatum(primary_name()), CStringGetTextDatum(host), Int32GetDatum(port)};
+                int rc = SPI_execute_with_args(kHeartbeat, 5, hb_types, hb, nullptr, false, 0);
                 if (rc != SPI_OK_INSERT)
                     elog(ERROR, "writing replica_router.heartbeat failed: %s", SPI_result_code_string(rc));
             }

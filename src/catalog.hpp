@@ -4,6 +4,7 @@
 #pragma once
 
 #include "hint.hpp"
+#include "routing.hpp"
 
 namespace rr {
 
@@ -24,10 +25,20 @@ enum class CatalogStatus { ok, absent, failed };
 // Is the extension installed (and committed) in this database?
 CatalogStatus catalog_extension_present();
 
-// Reads the registry into `out` (at most `cap` rows), sets *count.
-CatalogStatus catalog_load_nodes(NodeRow *out, int cap, int *count);
+// Reads the registry into `out` (at most `cap` rows) and the routes into
+// `routes` (at most `route_cap`), in one transaction.
+CatalogStatus catalog_load_nodes(NodeRow *out, int cap, int *count, RouteRow *routes, int route_cap, int *route_count);
 
-// Upserts the given hints; `heartbeat` also stamps the heartbeat row.
-CatalogStatus catalog_write_hints(const NodeHint *rows, int n, bool heartbeat, char *error, std::size_t error_len);
+// One hint to write; `notify` sends NOTIFY replica_router about its state
+// change from `old_state` in the same transaction.
+struct HintWrite {
+    NodeHint hint;
+    bool notify;
+    NodeState old_state;
+};
+
+// Upserts the given hints; `heartbeat` also stamps the heartbeat row with
+// the primary's clock and the endpoint clients reach it at.
+CatalogStatus catalog_write_hints(const HintWrite *rows, int n, bool heartbeat, char *error, std::size_t error_len);
 
 } // namespace rr

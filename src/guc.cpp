@@ -1,6 +1,7 @@
 #include "pg.hpp"
 
 #include "guc.hpp"
+#include "routing.hpp"
 
 char *rr_database = nullptr;
 int rr_poll_interval_ms = 500;
@@ -27,7 +28,43 @@ int rr_slot_inactive_critical_s = 3600;
 int rr_slot_xmin_age_warning = 100000000;
 int rr_slot_xmin_age_critical = 500000000;
 
+int rr_balance = static_cast<int>(rr::Balance::round_robin);
+int rr_recovery_polls = 3;
+int rr_lag_hysteresis_pct = 20;
+bool rr_strict_operations = false;
+int rr_standby_max_hint_age_ms = 120000;
+
 namespace {
+
+const struct config_enum_entry balance_options[] = {
+    {"round_robin", static_cast<int>(rr::Balance::round_robin), false},
+    {"weighted", static_cast<int>(rr::Balance::weighted), false},
+    {"least_lag", static_cast<int>(rr::Balance::least_lag), false},
+    {"least_connections", static_cast<int>(rr::Balance::least_connections), false},
+    {nullptr, 0, false},
+};
+
+void define_routing_gucs()
+{
+    DefineCustomEnumVariable("replica_router.balance", "How reads are spread over qualified replicas.",
+                             "round_robin, weighted (node weights), least_lag or least_connections; a route may "
+                             "choose its own.",
+                             &rr_balance, static_cast<int>(rr::Balance::round_robin), balance_options, PGC_SIGHUP, 0,
+                             nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("replica_router.recovery_polls",
+                            "Consecutive good polls before a replica that was down or lagging is used again.",
+                            nullptr, &rr_recovery_polls, 3, 1, 1000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("replica_router.lag_hysteresis",
+                            "How far under max_lag (percent) a lagging replica must get to be healthy again.", nullptr,
+                            &rr_lag_hysteresis_pct, 20, 0, 100, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+    DefineCustomBoolVariable("replica_router.strict_operations", "Reject operations that have no route.",
+                             "When off, unknown operations are routed to the primary.", &rr_strict_operations, false,
+                             PGC_USERSET, 0, nullptr, nullptr, nullptr);
+    DefineCustomIntVariable("replica_router.standby_max_hint_age",
+                            "Oldest heartbeat a standby still trusts the replicated hints at.", nullptr,
+                            &rr_standby_max_hint_age_ms, 120000, 1000, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, nullptr,
+                            nullptr, nullptr);
+}
 
 void define_threshold_ms(const char *name, const char *desc, int *var, int def)
 {
@@ -113,6 +150,7 @@ void rr_define_gucs(bool preloading)
     DefineCustomStringVariable("replica_router.primary_name", "Node name reported for the primary.", nullptr,
                                &rr_primary_name, "primary", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     define_monitoring_gucs();
+    define_routing_gucs();
     (void) preloading;
 #if PG_VERSION_NUM >= 150000
     MarkGUCPrefixReserved("replica_router");

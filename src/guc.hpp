@@ -27,4 +27,10 @@ extern int rr_slot_inactive_critical_s;
 extern int rr_slot_xmin_age_warning;
 extern int rr_slot_xmin_age_critical;
 
+extern int rr_balance;
+extern int rr_recovery_polls;
+extern int rr_lag_hysteresis_pct;
+extern bool rr_strict_operations;
+extern int rr_standby_max_hint_age_ms;
+
 void rr_define_gucs(bool preloading);

@@ -66,6 +66,7 @@ struct NodeHint {
     int32_t max_connections;
     PoolCounts pool;
     uint32_t failures;
+    uint32_t good_streak;  // consecutive polls that looked healthy (flap damping)
     bool has_bouncer;          // a pgbouncer admin conninfo is registered
     bool bouncer_ok;           // its last SHOW POOLS succeeded
     Micros bouncer_last_success;

@@ -8,6 +8,19 @@
 
 namespace rr {
 
+PrimaryInfo local_primary()
+{
+    PrimaryInfo p;
+    copy_str(p.node, sizeof p.node, primary_name());
+    primary_endpoint(p.host, sizeof p.host, &p.port);
+    return p;
+}
+
+const char *primary_name()
+{
+    return rr_primary_name != nullptr ? rr_primary_name : "primary";
+}
+
 void primary_endpoint(char *host, std::size_t host_len, int *port)
 {
     *port = rr_primary_port > 0 ? rr_primary_port : PostPortNumber;

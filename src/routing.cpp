@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
 
 namespace rr {
 
@@ -17,9 +18,21 @@ NodeState classify(const ClassifyInput &in) noexcept
         return NodeState::foreign;
     if (!in.in_recovery)
         return NodeState::promoted;
-    if (in.lag > in.max_lag)
-        return NodeState::lagging;
-    return NodeState::healthy;
+    if (in.previous == NodeState::lagging) {
+        // Leave lagging only once clearly under the limit.
+        Micros exit_below = in.max_lag > in.hysteresis ? in.max_lag - in.hysteresis : 0;
+        return in.lag >= exit_below && in.lag > 0 ? NodeState::lagging : NodeState::healthy;
+    }
+    return in.lag > in.max_lag ? NodeState::lagging : NodeState::healthy;
+}
+
+NodeState damp(NodeState raw, NodeState previous, uint32_t streak, uint32_t needed) noexcept
+{
+    bool was_bad = previous == NodeState::down || previous == NodeState::lagging || previous == NodeState::promoted ||
+                   previous == NodeState::foreign;
+    if (raw == NodeState::healthy && was_bad && streak < needed)
+        return previous;
+    return raw;
 }
 
 NodeState effective_state(const NodeHint &h, Micros now, Micros stale_after) noexcept
@@ -29,6 +42,47 @@ NodeState effective_state(const NodeHint &h, Micros now, Micros stale_after) noe
     return h.state;
 }
 
+const char *target_name(Target t)
+{
+    switch (t) {
+    case Target::primary: return "primary";
+    case Target::replica: return "replica";
+    case Target::any: return "any";
+    }
+    return "primary";
+}
+
+const char *balance_name(Balance b)
+{
+    switch (b) {
+    case Balance::round_robin: return "round_robin";
+    case Balance::weighted: return "weighted";
+    case Balance::least_lag: return "least_lag";
+    case Balance::least_connections: return "least_connections";
+    }
+    return "round_robin";
+}
+
+bool parse_target(const char *s, Target *out)
+{
+    for (Target t : {Target::primary, Target::replica, Target::any})
+        if (std::strcmp(s, target_name(t)) == 0) {
+            *out = t;
+            return true;
+        }
+    return false;
+}
+
+bool parse_balance(const char *s, Balance *out)
+{
+    for (Balance b : {Balance::round_robin, Balance::weighted, Balance::least_lag, Balance::least_connections})
+        if (std::strcmp(s, balance_name(b)) == 0) {
+            *out = b;
+            return true;
+        }
+    return false;
+}
+
 namespace {
 
 void format_lag(char *buf, std::size_t len, Micros lag)
@@ -36,77 +90,179 @@ void format_lag(char *buf, std::size_t len, Micros lag)
     std::snprintf(buf, len, "%.1fs", static_cast<double>(lag) / 1e6);
 }
 
+// Share of usable connection slots in use; unknown counts as full.
+double utilisation(const NodeHint &h)
+{
+    int usable = h.max_connections - h.pool.reserved;
+    return usable > 0 ? static_cast<double>(h.connections) / usable : 1.0;
+}
+
+bool in_zone(const NodeHint &h, const char *zone)
+{
+    return zone != nullptr && std::strcmp(h.zone, zone) == 0;
+}
+
+// Orders order[0..count) in place by the balancing rule.
+void order_by(const NodeHint *nodes, int *order, std::size_t count, Balance balance, uint64_t ticket)
+{
+    if (count < 2)
+        return;
+    // Rotate first: ties under least_lag / least_connections then share the load too.
+    std::size_t shift = static_cast<std::size_t>(ticket % count);
+    int tmp[kMaxNodesHard];
+    for (std::size_t i = 0; i < count; ++i)
+        tmp[i] = order[(i + shift) % count];
+    std::memcpy(order, tmp, count * sizeof(int));
+
+    auto better = [&](int a, int b) -> bool {
+        switch (balance) {
+        case Balance::least_lag:
+            return nodes[a].lag < nodes[b].lag;
+        case Balance::least_connections:
+            return utilisation(nodes[a]) < utilisation(nodes[b]);
+        case Balance::weighted:
+            return nodes[a].weight > nodes[b].weight;
+        case Balance::round_robin:
+            return false;
+        }
+        return false;
+    };
+    // Stable insertion sort: at most a few hundred entries, usually two.
+    for (std::size_t i = 1; i < count; ++i) {
+        int v = order[i];
+        std::size_t j = i;
+        while (j > 0 && better(v, order[j - 1])) {
+            order[j] = order[j - 1];
+            --j;
+        }
+        order[j] = v;
+    }
+
+    if (balance == Balance::weighted) {
+        // Pick the first by weight: ticket spread over the total weight with a
+        // multiplicative hash, so any run of `total` tickets splits exactly.
+        uint64_t total = 0;
+        for (std::size_t i = 0; i < count; ++i)
+            total += static_cast<uint64_t>(nodes[order[i]].weight);
+        if (total == 0)
+            return;
+        uint64_t point = (ticket * 2654435761ULL) % total;
+        for (std::size_t i = 0; i < count; ++i) {
+            uint64_t w = static_cast<uint64_t>(nodes[order[i]].weight);
+            if (point < w) {
+                int chosen = order[i];
+                std::memmove(order + 1, order, i * sizeof(int));
+                order[0] = chosen;
+                return;
+            }
+            point -= w;
+        }
+    }
+}
+
+const char *balance_phrase(Balance b)
+{
+    switch (b) {
+    case Balance::round_robin: return "round-robin";
+    case Balance::weighted: return "weighted";
+    case Balance::least_lag: return "least lag";
+    case Balance::least_connections: return "least connections";
+    }
+    return "round-robin";
+}
+
 } // namespace
 
-int choose_replica(const NodeHint *nodes, std::size_t n, const RouteRequest &req, uint64_t ticket,
-                   char *reason, std::size_t reason_len) noexcept
+bool qualifies(const NodeHint &h, const RouteRequest &req, char *why, std::size_t why_len) noexcept
 {
-    // Two passes keep this allocation-free: count, then pick the ticket-th.
-    auto qualifies = [&](const NodeHint &h, char *why, std::size_t why_len) -> bool {
-        NodeState s = effective_state(h, req.now, req.stale_after);
-        bool up = s == NodeState::healthy || (s == NodeState::lagging && req.explicit_max_lag);
-        if (!up) {
-            if (s == NodeState::lagging) {
-                char lag[32];
-                format_lag(lag, sizeof lag, h.lag);
-                std::snprintf(why, why_len, "lagging (%s)", lag);
-            } else {
-                std::snprintf(why, why_len, "%s", state_name(s));
-            }
-            return false;
-        }
-        if (h.lag > req.max_lag) {
-            char lag[32], max[32];
+    NodeState s = effective_state(h, req.now, req.stale_after);
+    bool up = s == NodeState::healthy || (s == NodeState::lagging && req.explicit_max_lag);
+    if (!up) {
+        if (s == NodeState::lagging) {
+            char lag[32];
             format_lag(lag, sizeof lag, h.lag);
-            format_lag(max, sizeof max, req.max_lag);
-            std::snprintf(why, why_len, "lag %s over %s", lag, max);
-            return false;
+            std::snprintf(why, why_len, "lagging (%s)", lag);
+        } else {
+            std::snprintf(why, why_len, "%s", state_name(s));
         }
-        if (req.has_min_lsn && h.replay_lsn < req.min_lsn) {
-            std::snprintf(why, why_len, "replayed only to %X/%X", static_cast<unsigned>(h.replay_lsn >> 32),
-                          static_cast<unsigned>(h.replay_lsn));
-            return false;
-        }
-        return true;
-    };
+        return false;
+    }
+    if (h.weight <= 0) {
+        std::snprintf(why, why_len, "drained (weight 0)");
+        return false;
+    }
+    if (h.lag > req.max_lag) {
+        char lag[32], max[32];
+        format_lag(lag, sizeof lag, h.lag);
+        format_lag(max, sizeof max, req.max_lag);
+        std::snprintf(why, why_len, "lag %s over %s", lag, max);
+        return false;
+    }
+    if (req.has_min_lsn && h.replay_lsn < req.min_lsn) {
+        std::snprintf(why, why_len, "replayed only to %X/%X", static_cast<unsigned>(h.replay_lsn >> 32),
+                      static_cast<unsigned>(h.replay_lsn));
+        return false;
+    }
+    return true;
+}
 
+std::size_t rank_replicas(const NodeHint *nodes, std::size_t n, const RouteRequest &req, uint64_t ticket,
+                          int *order, char *reason, std::size_t reason_len) noexcept
+{
     char why[96];
-    std::size_t count = 0;
-    for (std::size_t i = 0; i < n; ++i)
-        if (qualifies(nodes[i], why, sizeof why))
-            ++count;
+    std::size_t in = 0, count = 0;
+    // Preferred zone first, then the rest; each part ordered on its own.
+    for (int pass = 0; pass < 2; ++pass) {
+        std::size_t start = count;
+        for (std::size_t i = 0; i < n && count < kMaxNodesHard; ++i) {
+            bool zone_match = in_zone(nodes[i], req.zone);
+            if ((pass == 0) != zone_match || !qualifies(nodes[i], req, why, sizeof why))
+                continue;
+            order[count++] = static_cast<int>(i);
+        }
+        order_by(nodes, order + start, count - start, req.balance, ticket);
+        if (pass == 0)
+            in = count;
+    }
 
     if (count > 0) {
-        std::size_t pick = static_cast<std::size_t>(ticket % count);
-        for (std::size_t i = 0; i < n; ++i) {
-            if (!qualifies(nodes[i], why, sizeof why))
-                continue;
-            if (pick-- == 0) {
-                std::snprintf(reason, reason_len, "healthy replica, round-robin among %zu", count);
-                return static_cast<int>(i);
-            }
-        }
+        const char *how = balance_phrase(req.balance);
+        if (req.zone == nullptr)
+            std::snprintf(reason, reason_len, "healthy replica, %s among %zu", how, count);
+        else if (in > 0)
+            std::snprintf(reason, reason_len, "healthy replica in zone %s, %s among %zu", req.zone, how, in);
+        else
+            std::snprintf(reason, reason_len, "no qualified replica in zone %s; healthy replica, %s among %zu",
+                          req.zone, how, count);
+        return count;
     }
 
     std::size_t used = 0;
-    reason[0] = '\0';
     int head = std::snprintf(reason, reason_len, "no replica qualifies: ");
     used = head > 0 && static_cast<std::size_t>(head) < reason_len ? static_cast<std::size_t>(head) : 0;
     std::size_t start = used;
     if (n == 0) {
         std::snprintf(reason + used, reason_len - used, "none registered");
-        return -1;
+        return 0;
     }
     for (std::size_t i = 0; i < n; ++i) {
-        qualifies(nodes[i], why, sizeof why);
+        qualifies(nodes[i], req, why, sizeof why);
         if (used + 1 >= reason_len)
             break;
-        int w = std::snprintf(reason + used, reason_len - used, "%s%s %s", used > start ? ", " : "",
-                              nodes[i].name, why);
+        int w = std::snprintf(reason + used, reason_len - used, "%s%s %s", used > start ? ", " : "", nodes[i].name,
+                              why);
         if (w > 0)
             used = used + static_cast<std::size_t>(w) < reason_len ? used + static_cast<std::size_t>(w) : reason_len - 1;
     }
-    return -1;
+    return 0;
+}
+
+int choose_replica(const NodeHint *nodes, std::size_t n, const RouteRequest &req, uint64_t ticket, char *reason,
+                   std::size_t reason_len) noexcept
+{
+    int order[kMaxNodesHard];
+    std::size_t count = rank_replicas(nodes, n, req, ticket, order, reason, reason_len);
+    return count > 0 ? order[0] : -1;
 }
 
 } // namespace rr

@@ -18,29 +18,62 @@ struct ClassifyInput {
     uint64_t primary_system_id;
     Micros lag;
     Micros max_lag;
+    NodeState previous;   // state before this poll
+    Micros hysteresis;    // a lagging replica stays lagging until lag < max_lag - hysteresis
 };
 
+// The state a poll shows, before damping.
 NodeState classify(const ClassifyInput &in) noexcept;
+
+// Flap damping: a replica that was down, lagging, promoted or foreign comes
+// back as healthy only after `needed` consecutive healthy polls (`streak`).
+NodeState damp(NodeState raw, NodeState previous, uint32_t streak, uint32_t needed) noexcept;
 
 // A healthy or lagging hint whose last success is older than stale_after is
 // reported and routed as stale: the worker may have stopped.
 NodeState effective_state(const NodeHint &h, Micros now, Micros stale_after) noexcept;
 
-enum class Operation { read, write, other };
+enum class Target : uint8_t { primary, replica, any };
+enum class Balance : uint8_t { round_robin, weighted, least_lag, least_connections };
+
+const char *target_name(Target t);
+const char *balance_name(Balance b);
+bool parse_target(const char *s, Target *out);
+bool parse_balance(const char *s, Balance *out);
+
+// An operation class (replica_router.routes), mirrored in shared memory.
+struct RouteRow {
+    char operation[kNameLen];
+    Target target;
+    bool has_balance;     // else the replica_router.balance setting
+    Balance balance;
+    Micros max_lag;       // -1: the replica_router.max_lag setting
+};
+static_assert(std::is_trivially_copyable_v<RouteRow>, "RouteRow lives in shared memory");
 
 struct RouteRequest {
-    Operation op = Operation::read;
     Micros max_lag = 0;      // effective threshold for this call
     bool explicit_max_lag = false;
     bool has_min_lsn = false;
     Lsn min_lsn = 0;
     Micros now = 0;
     Micros stale_after = 0;
+    Balance balance = Balance::round_robin;
+    const char *zone = nullptr;  // preferred zone, or none
 };
 
-// Index of the chosen replica in `nodes`, or -1 for "no replica qualifies",
-// with a one-line explanation in `reason`. `ticket` spreads reads round-robin.
-int choose_replica(const NodeHint *nodes, std::size_t n, const RouteRequest &req, uint64_t ticket,
-                   char *reason, std::size_t reason_len) noexcept;
+// Does the replica qualify? If not, `why` says so in a few words.
+bool qualifies(const NodeHint &h, const RouteRequest &req, char *why, std::size_t why_len) noexcept;
+
+// Orders the qualified replicas, best first, into `order` (capacity n):
+// the preferred zone first, then by the balancing rule; `ticket` rotates
+// round-robin and drives the weighted pick. Returns how many qualified and
+// describes the choice (or, with none, why each replica was left out).
+std::size_t rank_replicas(const NodeHint *nodes, std::size_t n, const RouteRequest &req, uint64_t ticket,
+                          int *order, char *reason, std::size_t reason_len) noexcept;
+
+// Index of the chosen replica, or -1 when none qualifies (reason says why).
+int choose_replica(const NodeHint *nodes, std::size_t n, const RouteRequest &req, uint64_t ticket, char *reason,
+                   std::size_t reason_len) noexcept;
 
 } // namespace rr

@@ -44,6 +44,7 @@ void startup_hook()
         s->worker_latch = nullptr;
         pg_atomic_init_u64(&s->ticket, 0);
         pg_atomic_init_u32(&s->generation, 0);
+        pg_atomic_init_u32(&s->loaded_generation, 0);
         s->hints_ready = false;
         s->primary_system_id = 0;
         s->stats = WorkerStats{};
@@ -65,6 +66,31 @@ void shmem_install_hooks()
 #endif
     prev_startup = shmem_startup_hook;
     shmem_startup_hook = startup_hook;
+}
+
+namespace {
+uint32_t own_generation = 0;  // 0: this backend has nothing pending
+}
+
+void note_own_change(uint32_t generation)
+{
+    own_generation = generation;
+}
+
+void await_own_changes()
+{
+    if (own_generation == 0 || shared == nullptr)
+        return;
+    // Generations wrap: compare by difference.
+    for (int i = 0; i < 200; ++i) {
+        int32 behind = static_cast<int32>(own_generation - pg_atomic_read_u32(&shared->loaded_generation));
+        if (behind <= 0 || shared->stats.pid == 0)
+            break;
+        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 5, PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    }
+    own_generation = 0;
 }
 
 SharedState *shmem_require()

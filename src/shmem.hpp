@@ -4,6 +4,7 @@
 #pragma once
 
 #include "pg.hpp"
+#include "routing.hpp"
 
 #include <boost/container/static_vector.hpp>
 
@@ -27,6 +28,8 @@ static_assert(std::is_trivially_copyable_v<WorkerStats>);
 using HintTable = boost::container::static_vector<NodeHint, kMaxNodesHard>;
 using PoolTable = boost::container::static_vector<PoolRow, kMaxPools>;
 using SlotTable = boost::container::static_vector<SlotTrack, kMaxSlots>;
+constexpr std::size_t kMaxRoutes = 128;
+using RouteTable = boost::container::static_vector<RouteRow, kMaxRoutes>;
 
 // The primary's own figures the worker keeps.
 struct PrimaryStats {
@@ -43,6 +46,7 @@ struct SharedState {
     Latch *worker_latch;            // set by backends after registry changes
     pg_atomic_uint64 ticket;        // round-robin position
     pg_atomic_uint32 generation;    // bumped at commit of a registry change
+    pg_atomic_uint32 loaded_generation; // the generation the worker has published
     bool hints_ready;               // the worker has filled `nodes` from the registry
     uint64_t primary_system_id;
     WorkerStats stats;
@@ -50,6 +54,8 @@ struct SharedState {
     HintTable nodes;
     PoolTable pools;
     SlotTable slots;
+    RouteTable routes;
+    bool routes_ready;  // `routes` mirrors replica_router.routes
 };
 
 extern SharedState *shared;
@@ -57,5 +63,10 @@ extern SharedState *shared;
 void shmem_install_hooks();
 // Errors out when the library was not preloaded (no shared state).
 SharedState *shmem_require();
+
+// After this backend changed the registry or routes, waits (briefly) until
+// the worker has published them, so the session reads its own changes.
+void await_own_changes();
+void note_own_change(uint32_t generation);
 
 } // namespace rr

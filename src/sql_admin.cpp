@@ -25,7 +25,7 @@ bool change_pending = false;
 void on_xact(XactEvent event, void *)
 {
     if (event == XACT_EVENT_COMMIT && change_pending && shared != nullptr) {
-        pg_atomic_fetch_add_u32(&shared->generation, 1);
+        note_own_change(pg_atomic_add_fetch_u32(&shared->generation, 1));
         Latch *latch = shared->worker_latch;
         if (latch != nullptr)
             SetLatch(latch);

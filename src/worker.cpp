@@ -73,6 +73,8 @@ struct WorkerState {
     std::vector<PoolRow> primary_pools;
     PrimaryStats primary{};
     std::vector<ProbeRef> probes;  // rebuilt before every wait
+    std::vector<RouteRow> routes;
+    bool routes_loaded = false;
 };
 
 WorkerState *state = nullptr;
@@ -131,8 +133,14 @@ void publish()
     for (const Tracked &t : state->nodes)
         add_pools(t.pools);
     shared->primary = state->primary;
+    shared->routes.clear();
+    for (const RouteRow &r : state->routes)
+        if (shared->routes.size() < shared->routes.capacity())
+            shared->routes.push_back(r);
+    shared->routes_ready = state->extension_present && state->routes_loaded;
     shared->hints_ready = state->extension_present;
     LWLockRelease(shared->lock);
+    pg_atomic_write_u32(&shared->loaded_generation, state->generation_seen);
     state->dirty = false;
 }
 
@@ -228,9 +236,11 @@ void sync_registry(const NodeRow *rows, int n, Micros now)
 void load_registry(Micros now)
 {
     static NodeRow rows[kMaxNodesHard];
-    int count = 0;
+    static RouteRow routes[kMaxRoutes];
+    int count = 0, route_count = 0;
     state->generation_seen = pg_atomic_read_u32(&shared->generation);
-    CatalogStatus st = catalog_load_nodes(rows, rr_max_replicas, &count);
+    CatalogStatus st = catalog_load_nodes(rows, rr_max_replicas, &count, routes, static_cast<int>(kMaxRoutes),
+                                          &route_count);
     state->next_registry_load = now + kRegistryRecheck;
     if (st == CatalogStatus::failed)
         return;
@@ -244,7 +254,11 @@ void load_registry(Micros now)
     }
     // New or re-pointed nodes start with written_valid = false, so their
     // first hint is written; unchanged nodes keep what was last written.
-    cpp_step("registry sync", [&] { sync_registry(rows, count, now); });
+    cpp_step("registry sync", [&] {
+        sync_registry(rows, count, now);
+        state->routes.assign(routes, routes + route_count);
+        state->routes_loaded = st == CatalogStatus::ok;
+    });
 }
 
 // Folds a finished poll into the node's hint.
@@ -297,7 +311,11 @@ void apply_result(Tracked &t, Micros now)
     in.primary_system_id = shared->primary_system_id;
     in.lag = h.lag;
     in.max_lag = static_cast<Micros>(rr_max_lag_ms) * 1000;
-    h.state = classify(in);
+    in.previous = before;
+    in.hysteresis = in.max_lag * rr_lag_hysteresis_pct / 100;
+    NodeState raw = classify(in);
+    h.good_streak = raw == NodeState::healthy ? h.good_streak + 1 : 0;
+    h.state = damp(raw, before, h.good_streak, static_cast<uint32_t>(rr_recovery_polls));
     if (h.state != before) {
         h.state_since = now;
         ereport(LOG, (errmsg("replica_router: replica \"%s\" is now %s (was %s)%s%s", h.name, state_name(h.state),
@@ -439,17 +457,21 @@ bool material_change(const NodeHint &a, const NodeHint &b)
            std::llabs(a.lag_bytes - b.lag_bytes) >= kLagBytesMaterial;
 }
 
-// Writes changed hints (all of them on a heartbeat) in one short transaction.
+// Writes changed hints (all of them on a heartbeat) in one short transaction,
+// with a NOTIFY for every state change.
 void write_hints(Micros now)
 {
-    static NodeHint rows[kMaxNodesHard];
+    static HintWrite rows[kMaxNodesHard];
     if (!state->extension_present || now < state->next_write_retry)
         return;
     bool heartbeat = now >= state->next_heartbeat;
     int n = 0;
-    for (const Tracked &t : state->nodes)
-        if (heartbeat || !t.written_valid || material_change(t.hint, t.written))
-            rows[n++] = t.hint;
+    for (const Tracked &t : state->nodes) {
+        if (!heartbeat && t.written_valid && !material_change(t.hint, t.written))
+            continue;
+        NodeState old_state = t.written_valid ? t.written.state : NodeState::unknown;
+        rows[n++] = HintWrite{t.hint, old_state != t.hint.state, old_state};
+    }
     if (n == 0 && !heartbeat)
         return;
 
@@ -584,6 +606,8 @@ void run_loop()
 
         if (state->extension_present && now >= state->next_tick)
             tick(now);
+        if (state->dirty)
+            publish();  // registry and route changes are visible before we sleep
 
         wait_and_advance();
 
