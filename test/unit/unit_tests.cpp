@@ -39,6 +39,8 @@ NodeHint replica(const char *name, NodeState st, Micros lag, Lsn replay, Micros 
     h.last_success = last_success;
     h.enabled = true;
     h.has_result = true;
+    h.weight = 100;
+    h.max_connections = 100;
     return h;
 }
 
@@ -79,7 +81,7 @@ void lag_tests()
 
 void classify_tests()
 {
-    ClassifyInput in{true, true, true, true, 42, 42, 0, 30 * S};
+    ClassifyInput in{true, true, true, true, 42, 42, 0, 30 * S, NodeState::healthy, 6 * S};
     CHECK(classify(in) == NodeState::healthy);
     in.lag = 31 * S;
     CHECK(classify(in) == NodeState::lagging);
@@ -94,6 +96,34 @@ void classify_tests()
     CHECK(classify(in) == NodeState::unknown);
     in.enabled = false;
     CHECK(classify(in) == NodeState::disabled);
+
+    // Hysteresis: a lagging replica stays lagging until under max_lag - 6 s.
+    ClassifyInput lagging{true, true, true, true, 42, 42, 29 * S, 30 * S, NodeState::lagging, 6 * S};
+    CHECK(classify(lagging) == NodeState::lagging);
+    lagging.lag = 23 * S;
+    CHECK(classify(lagging) == NodeState::healthy);
+    lagging.previous = NodeState::healthy;
+    lagging.lag = 29 * S;
+    CHECK(classify(lagging) == NodeState::healthy);
+
+    // Damping: back to healthy only after 3 good polls in a row.
+    CHECK(damp(NodeState::healthy, NodeState::down, 1, 3) == NodeState::down);
+    CHECK(damp(NodeState::healthy, NodeState::down, 2, 3) == NodeState::down);
+    CHECK(damp(NodeState::healthy, NodeState::down, 3, 3) == NodeState::healthy);
+    CHECK(damp(NodeState::healthy, NodeState::lagging, 1, 3) == NodeState::lagging);
+    CHECK(damp(NodeState::healthy, NodeState::unknown, 1, 3) == NodeState::healthy);
+    CHECK(damp(NodeState::down, NodeState::healthy, 0, 3) == NodeState::down);
+    // A replica that flaps every poll never gets its streak up.
+    NodeState st = NodeState::down;
+    uint32_t streak = 0;
+    bool ever_healthy = false;
+    for (int i = 0; i < 20; ++i) {
+        NodeState raw = i % 2 == 0 ? NodeState::healthy : NodeState::down;
+        streak = raw == NodeState::healthy ? streak + 1 : 0;
+        st = damp(raw, st, streak, 3);
+        ever_healthy = ever_healthy || st == NodeState::healthy;
+    }
+    CHECK(!ever_healthy);
 
     NodeHint h = replica("a", NodeState::healthy, 0, 0, 10 * S);
     CHECK(effective_state(h, 12 * S, 3 * S) == NodeState::healthy);
@@ -163,6 +193,66 @@ void routing_tests()
     CHECK(std::memchr(tiny, '\0', sizeof tiny) != nullptr);
 }
 
+void balancing_tests()
+{
+    Micros now = 100 * S;
+    std::vector<NodeHint> nodes = {
+        replica("a", NodeState::healthy, 2 * S, 5000, now),
+        replica("b", NodeState::healthy, 1 * S, 5000, now),
+        replica("c", NodeState::healthy, 3 * S, 5000, now),
+    };
+    nodes[0].weight = 100;
+    nodes[1].weight = 300;
+    nodes[2].weight = 0;  // drained
+    nodes[0].connections = 50;
+    nodes[1].connections = 80;
+    copy_str(nodes[1].zone, sizeof nodes[1].zone, "eu");
+    RouteRequest req;
+    req.max_lag = 30 * S;
+    req.now = now;
+    req.stale_after = 3 * S;
+    char reason[512];
+
+    // Weighted: 10 000 calls split 1:3 within 2 %, the drained node never.
+    req.balance = Balance::weighted;
+    int counts[3] = {0, 0, 0};
+    for (uint64_t t = 0; t < 10000; ++t)
+        counts[choose_replica(nodes.data(), nodes.size(), req, t, reason, sizeof reason)]++;
+    CHECK(counts[2] == 0);
+    CHECK(counts[0] > 2300 && counts[0] < 2700);
+    CHECK(counts[1] > 7300 && counts[1] < 7700);
+
+    // Least lag and least connections.
+    req.balance = Balance::least_lag;
+    for (uint64_t t = 0; t < 4; ++t)
+        CHECK(choose_replica(nodes.data(), nodes.size(), req, t, reason, sizeof reason) == 1);
+    CHECK(std::strstr(reason, "least lag") != nullptr);
+    req.balance = Balance::least_connections;
+    for (uint64_t t = 0; t < 4; ++t)
+        CHECK(choose_replica(nodes.data(), nodes.size(), req, t, reason, sizeof reason) == 0);
+
+    // Zones: the zone's replica first, others when the zone has none.
+    req.balance = Balance::round_robin;
+    req.zone = "eu";
+    for (uint64_t t = 0; t < 4; ++t)
+        CHECK(choose_replica(nodes.data(), nodes.size(), req, t, reason, sizeof reason) == 1);
+    CHECK(std::strstr(reason, "in zone eu") != nullptr);
+    int order[8];
+    CHECK(rank_replicas(nodes.data(), nodes.size(), req, 0, order, reason, sizeof reason) == 2);
+    CHECK(order[0] == 1 && order[1] == 0);
+    nodes[1].state = NodeState::down;
+    CHECK(choose_replica(nodes.data(), nodes.size(), req, 0, reason, sizeof reason) == 0);
+    CHECK(std::strstr(reason, "no qualified replica in zone eu") != nullptr);
+
+    // Names round-trip.
+    Balance b;
+    Target tg;
+    CHECK(parse_balance("least_connections", &b) && b == Balance::least_connections);
+    CHECK(!parse_balance("random", &b));
+    CHECK(parse_target("any", &tg) && tg == Target::any);
+    CHECK(!parse_target("standby", &tg));
+}
+
 void conninfo_tests()
 {
     CHECK(check_conninfo("host=127.0.0.1 port=5432 dbname=postgres").ok);
@@ -196,6 +286,7 @@ int main()
     lag_tests();
     classify_tests();
     routing_tests();
+    balancing_tests();
     conninfo_tests();
     std::printf("unit: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
