@@ -24,19 +24,20 @@ include $(PGXS)
 # Headers are few and shared: any change rebuilds every object.
 $(OBJS): $(wildcard src/*.hpp)
 
-# The Nagios-style check command (a plain libpq client).
-CHECK_BIN = tools/replica_router_check
-all: $(CHECK_BIN)
-$(CHECK_BIN): tools/replica_router_check.cpp
-	$(CXX) -std=c++20 -O2 -g -Wall -Wextra $(if $(WERROR),-Werror) -I$(shell $(PG_CONFIG) --includedir) $< \
-		-L$(shell $(PG_CONFIG) --libdir) -lpq -o $@
-install: install-check-bin
-install-check-bin: $(CHECK_BIN)
-	$(INSTALL_PROGRAM) $(CHECK_BIN) '$(DESTDIR)$(bindir)/replica_router_check'
-clean: clean-check-bin
-clean-check-bin:
-	rm -f $(CHECK_BIN)
+# Client programs (plain libpq, no server headers): the Nagios-style check
+# command and the pgbouncer follower.
+TOOLS = tools/replica_router_check tools/replica_router_follower
+all: $(TOOLS)
+tools/%: tools/%.cpp
+	$(CXX) -std=c++20 -O2 -g -Wall -Wextra $(if $(WERROR),-Werror) $(EXTRA_CXXFLAGS) \
+		-I$(shell $(PG_CONFIG) --includedir) $< -L$(shell $(PG_CONFIG) --libdir) -lpq $(EXTRA_LDFLAGS) -o $@
+install: install-tools
+install-tools: $(TOOLS)
+	$(INSTALL_PROGRAM) $(TOOLS) '$(DESTDIR)$(bindir)/'
+clean: clean-tools
+clean-tools:
+	rm -f $(TOOLS)
 
-.PHONY: test install-check-bin clean-check-bin
+.PHONY: test install-tools clean-tools
 test:
 	./scripts/test.sh
