@@ -1,3 +1,894 @@
-// Placeholder until the pgbouncer follower lands; see README.
+// replica_router_follower: keeps a pgbouncer [databases] include file pointed
+// at the nodes replica_router recommends, and tells pgbouncer to reload it.
+//
+// Runs beside a pgbouncer. Reads the routing from a primary (LISTEN
+// replica_router, woken by the worker's NOTIFY on every state change, with a
+// periodic re-check) or from a standby (polling the replicated hints). Writes
+// the include file atomically (temporary file in the same directory, fsync,
+// rename) and sends RELOAD to pgbouncer's admin console, only when the
+// [databases] lines change. When the hints cannot be read it keeps the last
+// good file. Plain libpq, no server headers.
+#include <libpq-fe.h>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdarg>
 #include <cstdio>
-int main() { std::fputs("replica_router_follower: not implemented yet\n", stderr); return 1; }
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <fstream>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace {
+
+constexpr const char *kProgram = "replica_router_follower";
+
+constexpr const char *kUsage = R"(replica_router_follower: points pgbouncer aliases at the nodes replica_router recommends
+
+Usage:
+  replica_router_follower --source CONNINFO --output FILE --dbname NAME [options]
+
+Options:
+  --source CONNINFO     where to read the routing: the primary (LISTEN replica_router,
+                        woken on every state change) or a standby (polled every interval)
+  --pgbouncer CONNINFO  pgbouncer admin console to send RELOAD to, e.g.
+                        'host=127.0.0.1 port=6432 dbname=pgbouncer user=pgbouncer';
+                        without it the file is written and pgbouncer is not told
+  --output FILE         the [databases] include file pgbouncer loads with %include
+  --dbname NAME         database the aliases point at
+  --read-alias NAME     alias for reads (default: <dbname>_read)
+  --write-alias NAME    alias for writes (default: <dbname>_write)
+  --operation OP        replica_router operation for the read alias (default: read)
+  --interval DURATION   polling interval on a standby, re-check interval on the
+                        primary, first retry delay after an error (default: 1s;
+                        units ms, s, min; a bare number is seconds)
+  --once                write the file (and reload pgbouncer if it changed) once, then exit
+  --help                show this help and exit
+
+The read alias points at one host, as pgbouncer takes one host per database: the
+replica candidates(OP) ranks first. The follower stays on the replica it chose while
+that replica still qualifies, so round-robin tickets do not make it flap. When no
+replica qualifies the read alias points at the primary (as recommend() does). The
+write alias points at the primary (recommend('write')).
+
+The file is replaced only when its [databases] lines change, then pgbouncer gets
+RELOAD. When the source is unreachable, its hints are too old (on a standby: heartbeat
+older than replica_router.standby_max_hint_age) or no node qualifies, the last good
+file stays as it is; errors are retried with backoff (up to 30s). SIGTERM or SIGINT
+stops it. Exit status: 0 done, 1 failure (--once), 2 bad usage.
+)";
+
+using Clock = std::chrono::steady_clock;
+using Millis = std::chrono::milliseconds;
+
+constexpr Millis kMaxBackoff{30'000};
+constexpr int kDefaultConnectTimeoutS = 5;
+
+// ---------------------------------------------------------------------------
+// Logging and signals
+// ---------------------------------------------------------------------------
+
+void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void say(const char *fmt, ...)
+{
+    char stamp[40];
+    timespec ts{};
+    clock_gettime(CLOCK_REALTIME, &ts);
+    tm utc{};
+    gmtime_r(&ts.tv_sec, &utc);
+    std::size_t n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
+    std::snprintf(stamp + n, sizeof stamp - n, ".%03ldZ", ts.tv_nsec / 1'000'000);
+    char msg[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    std::fprintf(stderr, "%s %s: %s\n", stamp, kProgram, msg);
+    std::fflush(stderr);
+}
+
+volatile std::sig_atomic_t g_stop = 0;
+int g_wake[2] = {-1, -1};  // self-pipe: the signal handler wakes poll()
+
+extern "C" void on_signal(int)
+{
+    int saved = errno;
+    g_stop = 1;
+    if (g_wake[1] >= 0)
+        (void) !write(g_wake[1], "x", 1);
+    errno = saved;
+}
+
+bool install_signals()
+{
+    if (pipe(g_wake) != 0)
+        return false;
+    for (int fd : g_wake) {
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    struct sigaction sa {};
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, nullptr);
+    sigaction(SIGINT, &sa, nullptr);
+    std::signal(SIGPIPE, SIG_IGN);
+    return true;
+}
+
+void drain_wake()
+{
+    char buf[64];
+    while (read(g_wake[0], buf, sizeof buf) > 0) {
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------
+
+struct Options {
+    std::string source, pgbouncer, output, dbname, read_alias, write_alias;
+    std::string operation = "read";
+    Millis interval{1000};
+    bool once = false;
+};
+
+bool parse_duration(const std::string &s, Millis *out)
+{
+    char *end = nullptr;
+    errno = 0;
+    double v = std::strtod(s.c_str(), &end);
+    if (end == s.c_str() || errno != 0 || !(v >= 0))
+        return false;
+    std::string unit(end);
+    unit.erase(0, unit.find_first_not_of(' '));
+    double ms;
+    if (unit.empty() || unit == "s")
+        ms = v * 1000;
+    else if (unit == "ms")
+        ms = v;
+    else if (unit == "min")
+        ms = v * 60'000;
+    else
+        return false;
+    if (ms < 10 || ms > 3'600'000)
+        return false;
+    *out = Millis(static_cast<long long>(ms));
+    return true;
+}
+
+// Aliases become keys of pgbouncer's ini file: keep them plain.
+bool plain_name(const std::string &s)
+{
+    if (s.empty() || s.size() > 63)
+        return false;
+    return std::all_of(s.begin(), s.end(), [](unsigned char c) {
+        return std::isalnum(c) || c == '_' || c == '-' || c == '.';
+    });
+}
+
+[[noreturn]] void usage_error(const char *fmt, const std::string &arg)
+{
+    std::fprintf(stderr, "%s: ", kProgram);
+    std::fprintf(stderr, fmt, arg.c_str());
+    std::fprintf(stderr, "\nTry \"%s --help\" for more information.\n", kProgram);
+    std::exit(2);
+}
+
+Options parse_options(int argc, char **argv)
+{
+    Options o;
+    std::string interval;
+    for (int i = 1; i < argc; ++i) {
+        std::string arg = argv[i];
+        if (arg == "--help" || arg == "-h") {
+            std::fputs(kUsage, stdout);
+            std::exit(0);
+        }
+        if (arg == "--once") {
+            o.once = true;
+            continue;
+        }
+        std::string name = arg, value;
+        bool inline_value = false;
+        if (auto eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+            name = arg.substr(0, eq);
+            value = arg.substr(eq + 1);
+            inline_value = true;
+        }
+        std::string *slot = name == "--source"        ? &o.source
+                            : name == "--pgbouncer"   ? &o.pgbouncer
+                            : name == "--output"      ? &o.output
+                            : name == "--dbname"      ? &o.dbname
+                            : name == "--read-alias"  ? &o.read_alias
+                            : name == "--write-alias" ? &o.write_alias
+                            : name == "--operation"   ? &o.operation
+                            : name == "--interval"    ? &interval
+                                                      : nullptr;
+        if (slot == nullptr)
+            usage_error("unknown option \"%s\"", arg);
+        if (!inline_value) {
+            if (i + 1 >= argc)
+                usage_error("option %s needs a value", name);
+            value = argv[++i];
+        }
+        *slot = value;
+    }
+    if (o.source.empty())
+        usage_error("%s--source is required", "");
+    if (o.output.empty())
+        usage_error("%s--output is required", "");
+    if (o.dbname.empty())
+        usage_error("%s--dbname is required", "");
+    if (o.read_alias.empty())
+        o.read_alias = o.dbname + "_read";
+    if (o.write_alias.empty())
+        o.write_alias = o.dbname + "_write";
+    for (const std::string *alias : {&o.read_alias, &o.write_alias})
+        if (!plain_name(*alias))
+            usage_error("invalid alias \"%s\": use 1 to 63 letters, digits, \"_\", \"-\" or \".\"", *alias);
+    if (o.read_alias == o.write_alias)
+        usage_error("the read and write aliases are both \"%s\"", o.read_alias);
+    if (!plain_name(o.operation))
+        usage_error("invalid operation \"%s\"", o.operation);
+    if (!interval.empty() && !parse_duration(interval, &o.interval))
+        usage_error("invalid --interval \"%s\": use e.g. 500ms, 2s or 1min (10ms to 1h)", interval);
+    for (const std::string *ci : {&o.source, &o.pgbouncer}) {
+        if (ci->empty())
+            continue;
+        char *err = nullptr;
+        PQconninfoOption *opts = PQconninfoParse(ci->c_str(), &err);
+        if (opts == nullptr) {
+            std::string msg = err != nullptr ? err : "out of memory";
+            PQfreemem(err);
+            while (!msg.empty() && msg.back() == '\n')
+                msg.pop_back();
+            usage_error("invalid connection string: %s", msg);
+        }
+        PQconninfoFree(opts);
+    }
+    return o;
+}
+
+// ---------------------------------------------------------------------------
+// libpq helpers
+// ---------------------------------------------------------------------------
+
+// libpq messages end in a newline and may span lines: one line for the log.
+std::string one_line(const char *msg)
+{
+    std::string s;
+    for (const char *p = msg != nullptr ? msg : ""; *p != '\0'; ++p) {
+        bool space = *p == ' ' || *p == '\n' || *p == '\r' || *p == '\t';
+        if (!space)
+            s += *p;
+        else if (!s.empty() && s.back() != ' ')
+            s += ' ';
+    }
+    while (!s.empty() && s.back() == ' ')
+        s.pop_back();
+    return s.empty() ? "unknown error" : s;
+}
+
+// Server notices and FATALs that arrive between queries: one log line each.
+extern "C" void on_notice(void *what, const char *message)
+{
+    say("%s: %s", static_cast<const char *>(what), one_line(message).c_str());
+}
+
+// host:port of a connection string, for messages (never the password).
+std::string endpoint(const std::string &conninfo)
+{
+    std::string host = "default host", port;
+    if (PQconninfoOption *opts = PQconninfoParse(conninfo.c_str(), nullptr)) {
+        for (PQconninfoOption *o = opts; o->keyword != nullptr; ++o) {
+            if (o->val == nullptr || o->val[0] == '\0')
+                continue;
+            if (std::strcmp(o->keyword, "host") == 0 || (std::strcmp(o->keyword, "hostaddr") == 0 && host == "default host"))
+                host = o->val;
+            else if (std::strcmp(o->keyword, "port") == 0)
+                port = o->val;
+        }
+        PQconninfoFree(opts);
+    }
+    return port.empty() ? host : host + ":" + port;
+}
+
+int connect_timeout_of(const std::string &conninfo)
+{
+    int timeout = kDefaultConnectTimeoutS;
+    if (PQconninfoOption *opts = PQconninfoParse(conninfo.c_str(), nullptr)) {
+        for (PQconninfoOption *o = opts; o->keyword != nullptr; ++o)
+            if (std::strcmp(o->keyword, "connect_timeout") == 0 && o->val != nullptr && std::atoi(o->val) > 0)
+                timeout = std::max(2, std::atoi(o->val));
+        PQconninfoFree(opts);
+    }
+    return timeout;
+}
+
+// Waits for fd (POLLIN or POLLOUT) or the wake pipe; false on timeout or stop.
+bool wait_fd(int fd, short events, Clock::time_point deadline)
+{
+    for (;;) {
+        if (g_stop)
+            return false;
+        auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now()).count();
+        if (left <= 0)
+            return false;
+        pollfd p[2] = {{fd, events, 0}, {g_wake[0], POLLIN, 0}};
+        int rc = poll(p, 2, static_cast<int>(std::min<long long>(left, 1000)));
+        if (rc < 0 && errno != EINTR)
+            return false;
+        if (rc > 0 && p[0].revents != 0)
+            return true;
+    }
+}
+
+// Connects without blocking past the connect timeout or a stop signal.
+// Defaults come first so that the caller's connection string overrides them.
+PGconn *open_conn(const std::string &conninfo, bool source, const std::string &label, std::string &err)
+{
+    std::vector<const char *> keys = {"connect_timeout", "application_name"};
+    std::vector<const char *> vals = {"5", kProgram};
+    if (source) {
+        // A hung source must not hang the follower: bounded statements, keepalives.
+        for (auto [k, v] : {std::pair{"options", "-c statement_timeout=5000"}, std::pair{"keepalives", "1"},
+                            std::pair{"keepalives_idle", "10"}, std::pair{"keepalives_interval", "5"},
+                            std::pair{"keepalives_count", "3"}}) {
+            keys.push_back(k);
+            vals.push_back(v);
+        }
+    }
+    keys.push_back("dbname");
+    vals.push_back(conninfo.c_str());
+    keys.push_back(nullptr);
+    vals.push_back(nullptr);
+
+    PGconn *conn = PQconnectStartParams(keys.data(), vals.data(), 1);
+    if (conn == nullptr) {
+        err = "out of memory";
+        return nullptr;
+    }
+    auto deadline = Clock::now() + std::chrono::seconds(connect_timeout_of(conninfo));
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (PQstatus(conn) != CONNECTION_BAD) {
+        if (st == PGRES_POLLING_OK) {
+            PQsetnonblocking(conn, 0);
+            PQsetNoticeProcessor(conn, on_notice, const_cast<char *>(label.c_str()));
+            return conn;
+        }
+        if (st == PGRES_POLLING_FAILED)
+            break;
+        if (!wait_fd(PQsocket(conn), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline)) {
+            err = g_stop ? "stopping" : "timeout expired";
+            PQfinish(conn);
+            return nullptr;
+        }
+        st = PQconnectPoll(conn);
+    }
+    err = one_line(PQerrorMessage(conn));
+    PQfinish(conn);
+    return nullptr;
+}
+
+struct Result {
+    PGresult *res = nullptr;
+    explicit Result(PGresult *r) : res(r) {}
+    ~Result() { PQclear(res); }
+    Result(const Result &) = delete;
+    Result &operator=(const Result &) = delete;
+    const char *get(int row, int col) const { return PQgetisnull(res, row, col) ? nullptr : PQgetvalue(res, row, col); }
+    std::string str(int row, int col) const
+    {
+        const char *v = get(row, col);
+        return v != nullptr ? v : "";
+    }
+};
+
+// ---------------------------------------------------------------------------
+// Routing
+// ---------------------------------------------------------------------------
+
+struct Target {
+    std::string node, host, role, reason;
+    int port = 0;
+    bool same_place(const Target &o) const { return host == o.host && port == o.port; }
+};
+
+struct Routing {
+    Target read, write;
+};
+
+// One statement, one snapshot: whether the source is a standby, whether its
+// replicated hints are fresh, the write target and every qualified node for
+// the read operation, best first.
+constexpr const char *kRoutingQuery =
+    "SELECT s.standby, s.hints_too_old, w.node, w.host, w.port, w.role, w.reason,"
+    "       c.rank, c.node, c.host, c.port, c.role, c.reason"
+    "  FROM (SELECT pg_catalog.pg_is_in_recovery() AS standby,"
+    "               pg_catalog.pg_is_in_recovery() AND coalesce("
+    "                   (SELECT pg_catalog.clock_timestamp() - h.primary_time"
+    "                             > pg_catalog.current_setting('replica_router.standby_max_hint_age')::interval"
+    "                      FROM replica_router.heartbeat h), true) AS hints_too_old) s"
+    " CROSS JOIN replica_router.recommend('write') w"
+    "  LEFT JOIN LATERAL (SELECT * FROM replica_router.candidates($1) x WHERE x.qualified) c ON true"
+    " ORDER BY c.rank";
+
+class Follower {
+  public:
+    explicit Follower(Options o)
+        : opt_(std::move(o)), source_label_("source " + endpoint(opt_.source)),
+          bouncer_label_("pgbouncer " + endpoint(opt_.pgbouncer))
+    {
+    }
+    ~Follower() { close_source(); }
+    int run();
+
+  private:
+    Options opt_;
+    std::string source_label_, bouncer_label_;  // for messages
+    PGconn *src_ = nullptr;
+    bool listening_ = false;
+    std::optional<Target> read_in_file_;  // where the file's read alias points
+    bool reload_pending_ = false;
+    int source_failures_ = 0, bouncer_failures_ = 0;
+    std::string last_source_error_, last_bouncer_error_;
+    Clock::time_point next_refresh_{}, next_reload_{};
+
+    void close_source()
+    {
+        if (src_ != nullptr)
+            PQfinish(src_);
+        src_ = nullptr;
+        listening_ = false;
+    }
+    Millis backoff(int failures) const
+    {
+        Millis d = std::min(opt_.interval, Millis(1000));
+        for (int i = 1; i < failures && d < kMaxBackoff; ++i)
+            d *= 2;
+        return std::min(d, kMaxBackoff);
+    }
+    bool connect_source(std::string &err);
+    bool read_routing(Routing &out, std::string &err);
+    bool refresh();
+    bool reload();
+    void source_failed(const std::string &err);
+    bool drain_notifications(bool *lost);
+    bool queued_notifications();
+    std::string render_body(const Routing &r) const;
+    std::string render(const Routing &r, const std::string &body) const;
+};
+
+bool Follower::connect_source(std::string &err)
+{
+    if (src_ != nullptr && PQstatus(src_) == CONNECTION_OK)
+        return true;
+    close_source();
+    src_ = open_conn(opt_.source, true, source_label_, err);
+    if (src_ == nullptr)
+        return false;
+    Result r(PQexec(src_, "SELECT pg_catalog.pg_is_in_recovery()"));
+    if (PQresultStatus(r.res) != PGRES_TUPLES_OK) {
+        err = one_line(PQerrorMessage(src_));
+        close_source();
+        return false;
+    }
+    if (r.str(0, 0) == "f") {
+        Result l(PQexec(src_, "LISTEN replica_router"));
+        if (PQresultStatus(l.res) != PGRES_COMMAND_OK) {
+            err = "LISTEN failed: " + one_line(PQerrorMessage(src_));
+            close_source();
+            return false;
+        }
+        listening_ = true;
+    }
+    say("connected to the source at %s (%s): %s", endpoint(opt_.source).c_str(),
+        listening_ ? "primary" : "standby",
+        listening_ ? "listening on channel replica_router" : "polling the replicated hints");
+    return true;
+}
+
+bool Follower::read_routing(Routing &out, std::string &err)
+{
+    const char *params[1] = {opt_.operation.c_str()};
+    Result r(PQexecParams(src_, kRoutingQuery, 1, nullptr, params, nullptr, nullptr, 0));
+    if (PQresultStatus(r.res) != PGRES_TUPLES_OK) {
+        err = "reading the hints failed: " + one_line(PQerrorMessage(src_));
+        if (PQstatus(src_) != CONNECTION_OK)
+            close_source();
+        return false;
+    }
+    int rows = PQntuples(r.res);
+    if (rows == 0) {
+        err = "reading the hints returned no row";
+        return false;
+    }
+    bool standby = r.str(0, 0) == "t";
+    if (standby == listening_) {
+        // Promoted or demoted since we connected: reconnect in the right mode.
+        close_source();
+        err = "the source changed role; reconnecting";
+        return false;
+    }
+    if (r.str(0, 1) == "t") {
+        err = "the hints on the source standby are too old (heartbeat older than "
+              "replica_router.standby_max_hint_age)";
+        return false;
+    }
+    out.write = Target{r.str(0, 2), r.str(0, 3), r.str(0, 5), r.str(0, 6), std::atoi(r.str(0, 4).c_str())};
+    if (out.write.host.empty() || out.write.port <= 0) {
+        err = "the hints do not name the primary's host and port";
+        return false;
+    }
+
+    std::vector<Target> qualified;
+    for (int i = 0; i < rows; ++i)
+        if (r.get(i, 7) != nullptr && !r.str(i, 9).empty() && std::atoi(r.str(i, 10).c_str()) > 0)
+            qualified.push_back(Target{r.str(i, 8), r.str(i, 9), r.str(i, 11), r.str(i, 12),
+                                       std::atoi(r.str(i, 10).c_str())});
+    if (qualified.empty()) {
+        err = "no node qualifies for operation \"" + opt_.operation + "\" (and the primary is not a fallback)";
+        return false;
+    }
+    // Sticky among replicas: keep the chosen replica while it still qualifies.
+    out.read = qualified.front();
+    if (read_in_file_)
+        for (const Target &t : qualified)
+            if (t.role == "replica" && t.same_place(*read_in_file_)) {
+                out.read = t;
+                out.read.reason = "the replica chosen before still qualifies (ranked first now: " +
+                                  qualified.front().node + ")";
+            }
+    return true;
+}
+
+// pgbouncer connection-string values: plain ones as they are, others quoted.
+std::string ini_value(const std::string &v)
+{
+    bool plain = !v.empty() && std::all_of(v.begin(), v.end(), [](unsigned char c) {
+        return std::isalnum(c) || std::strchr("_.-:/", c) != nullptr;
+    });
+    if (plain)
+        return v;
+    std::string q = "'";
+    for (char c : v) {
+        if (c == '\'')
+            q += '\'';
+        q += c;
+    }
+    return q + "'";
+}
+
+std::string comment(std::string s)
+{
+    for (char &c : s)
+        if (c == '\n' || c == '\r')
+            c = ' ';
+    return s;
+}
+
+std::string Follower::render_body(const Routing &r) const
+{
+    auto line = [&](const std::string &alias, const Target &t) {
+        return alias + " = host=" + ini_value(t.host) + " port=" + std::to_string(t.port) +
+               " dbname=" + ini_value(opt_.dbname) + "\n";
+    };
+    return "[databases]\n" + line(opt_.read_alias, r.read) + line(opt_.write_alias, r.write);
+}
+
+std::string Follower::render(const Routing &r, const std::string &body) const
+{
+    char stamp[32];
+    std::time_t now = std::time(nullptr);
+    tm utc{};
+    gmtime_r(&now, &utc);
+    std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
+    std::string s;
+    s += "; Written by replica_router_follower; rewritten whenever the routing changes: do not edit.\n";
+    s += std::string("; ") + stamp + " from the " + (listening_ ? "primary" : "standby") + " at " +
+         comment(endpoint(opt_.source)) + "\n";
+    s += "; " + opt_.read_alias + " -> " + comment(r.read.node) + " (" + comment(r.read.role) +
+         "), operation " + opt_.operation + ": " + comment(r.read.reason) + "\n";
+    s += "; " + opt_.write_alias + " -> " + comment(r.write.node) + " (" + comment(r.write.role) + "): " +
+         comment(r.write.reason) + "\n";
+    return s + body;
+}
+
+// The [databases] lines of a file: what matters to pgbouncer, without comments.
+std::string body_of(const std::string &path)
+{
+    std::ifstream in(path);
+    if (!in)
+        return "";
+    std::string line, body;
+    while (std::getline(in, line))
+        if (!line.empty() && line[0] != ';' && line[0] != '#')
+            body += line + "\n";
+    return body;
+}
+
+// Where an alias of an existing file points (host and port), if it does.
+std::optional<Target> alias_in_file(const std::string &path, const std::string &alias)
+{
+    std::ifstream in(path);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind(alias + " = ", 0) != 0)
+            continue;
+        Target t;
+        std::size_t i = alias.size() + 3;
+        while (i < line.size()) {
+            std::size_t eq = line.find('=', i);
+            if (eq == std::string::npos)
+                break;
+            std::string key = line.substr(i, eq - i), value;
+            i = eq + 1;
+            if (i < line.size() && line[i] == '\'') {
+                for (++i; i < line.size(); ++i) {
+                    if (line[i] == '\'' && (i + 1 >= line.size() || line[i + 1] != '\''))
+                        break;
+                    if (line[i] == '\'')
+                        ++i;
+                    value += line[i];
+                }
+                ++i;
+            } else {
+                std::size_t end = line.find(' ', i);
+                value = line.substr(i, end == std::string::npos ? std::string::npos : end - i);
+                i = end == std::string::npos ? line.size() : end;
+            }
+            while (i < line.size() && line[i] == ' ')
+                ++i;
+            if (key == "host")
+                t.host = value;
+            else if (key == "port")
+                t.port = std::atoi(value.c_str());
+        }
+        if (!t.host.empty() && t.port > 0)
+            return t;
+    }
+    return std::nullopt;
+}
+
+bool write_atomically(const std::string &path, const std::string &content, std::string &err)
+{
+    auto slash = path.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
+    std::string tmpl = dir + "/." + base + ".XXXXXX";
+    std::vector<char> tmp(tmpl.begin(), tmpl.end());
+    tmp.push_back('\0');
+    int fd = mkstemp(tmp.data());
+    if (fd < 0) {
+        err = "cannot create a temporary file in " + dir + ": " + std::strerror(errno);
+        return false;
+    }
+    auto fail = [&](const char *what) {
+        err = std::string(what) + " " + tmp.data() + ": " + std::strerror(errno);
+        close(fd);
+        unlink(tmp.data());
+        return false;
+    };
+    if (fchmod(fd, 0644) != 0)
+        return fail("cannot chmod");
+    for (std::size_t off = 0; off < content.size();) {
+        ssize_t n = write(fd, content.data() + off, content.size() - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return fail("cannot write");
+        off += static_cast<std::size_t>(n);
+    }
+    if (fsync(fd) != 0)
+        return fail("cannot fsync");
+    if (close(fd) != 0) {
+        err = std::string("cannot close ") + tmp.data() + ": " + std::strerror(errno);
+        unlink(tmp.data());
+        return false;
+    }
+    if (rename(tmp.data(), path.c_str()) != 0) {
+        err = "cannot rename " + std::string(tmp.data()) + " to " + path + ": " + std::strerror(errno);
+        unlink(tmp.data());
+        return false;
+    }
+    // The rename itself must survive a crash too.
+    int dfd = open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    return true;
+}
+
+void Follower::source_failed(const std::string &err)
+{
+    ++source_failures_;
+    Millis wait = backoff(source_failures_);
+    next_refresh_ = Clock::now() + wait;
+    if (opt_.once)
+        say("source %s: %s; keeping %s as it is", endpoint(opt_.source).c_str(), err.c_str(), opt_.output.c_str());
+    else if (err != last_source_error_ || source_failures_ == 1)
+        say("source %s: %s; keeping %s as it is; retrying in %.1fs (then backing off up to %llds)",
+            endpoint(opt_.source).c_str(), err.c_str(), opt_.output.c_str(), wait.count() / 1000.0,
+            static_cast<long long>(kMaxBackoff.count() / 1000));
+    last_source_error_ = err;
+}
+
+// Reads the routing and rewrites the file if its [databases] lines changed.
+bool Follower::refresh()
+{
+    std::string err;
+    Routing r;
+    if (!connect_source(err) || !read_routing(r, err)) {
+        source_failed(err);
+        return false;
+    }
+    if (source_failures_ > 0)
+        say("source %s: reading the hints again", endpoint(opt_.source).c_str());
+    source_failures_ = 0;
+    last_source_error_.clear();
+    next_refresh_ = Clock::now() + opt_.interval;
+
+    std::string body = render_body(r);
+    if (body == body_of(opt_.output)) {
+        read_in_file_ = r.read;
+        return true;
+    }
+    if (!write_atomically(opt_.output, render(r, body), err)) {
+        say("cannot replace %s: %s; retrying in %.1fs", opt_.output.c_str(), err.c_str(), backoff(1).count() / 1000.0);
+        next_refresh_ = Clock::now() + backoff(1);
+        return false;
+    }
+    read_in_file_ = r.read;
+    say("wrote %s: %s -> %s %s:%d (%s), %s -> %s %s:%d", opt_.output.c_str(), opt_.read_alias.c_str(),
+        r.read.node.c_str(), r.read.host.c_str(), r.read.port, r.read.reason.c_str(), opt_.write_alias.c_str(),
+        r.write.node.c_str(), r.write.host.c_str(), r.write.port);
+    if (!opt_.pgbouncer.empty()) {
+        reload_pending_ = true;
+        next_reload_ = Clock::now();
+    }
+    return true;
+}
+
+bool Follower::reload()
+{
+    std::string err;
+    PGconn *c = open_conn(opt_.pgbouncer, false, bouncer_label_, err);
+    if (c != nullptr) {
+        Result r(PQexec(c, "RELOAD"));
+        if (PQresultStatus(r.res) != PGRES_COMMAND_OK)
+            err = "RELOAD failed: " + one_line(PQerrorMessage(c));
+        PQfinish(c);
+    }
+    if (err.empty()) {
+        reload_pending_ = false;
+        bouncer_failures_ = 0;
+        last_bouncer_error_.clear();
+        say("pgbouncer at %s reloaded", endpoint(opt_.pgbouncer).c_str());
+        return true;
+    }
+    ++bouncer_failures_;
+    Millis wait = backoff(bouncer_failures_);
+    next_reload_ = Clock::now() + wait;
+    if (opt_.once)
+        say("pgbouncer %s: %s", endpoint(opt_.pgbouncer).c_str(), err.c_str());
+    else if (err != last_bouncer_error_ || bouncer_failures_ == 1)
+        say("pgbouncer %s: %s; retrying in %.1fs (then backing off up to %llds)", endpoint(opt_.pgbouncer).c_str(),
+            err.c_str(), wait.count() / 1000.0, static_cast<long long>(kMaxBackoff.count() / 1000));
+    last_bouncer_error_ = err;
+    return false;
+}
+
+// Frees the notifications libpq has already read; true if there were any.
+bool Follower::queued_notifications()
+{
+    bool any = false;
+    while (src_ != nullptr) {
+        PGnotify *n = PQnotifies(src_);
+        if (n == nullptr)
+            break;
+        any = true;
+        PQfreemem(n);
+    }
+    return any;
+}
+
+// Reads what arrived on the LISTEN connection; true if a notification came.
+bool Follower::drain_notifications(bool *lost)
+{
+    *lost = false;
+    if (src_ == nullptr)
+        return false;
+    if (!PQconsumeInput(src_) || PQstatus(src_) != CONNECTION_OK) {
+        *lost = true;
+        return false;
+    }
+    return queued_notifications();
+}
+
+int Follower::run()
+{
+    // Stay on the replica a previous run chose, while it qualifies.
+    read_in_file_ = alias_in_file(opt_.output, opt_.read_alias);
+    if (opt_.once) {
+        bool ok = refresh();
+        if (ok && reload_pending_)
+            ok = reload();
+        close_source();
+        return ok ? 0 : 1;
+    }
+    say("following %s for operation %s into %s (%s, %s)", endpoint(opt_.source).c_str(), opt_.operation.c_str(),
+        opt_.output.c_str(), opt_.read_alias.c_str(), opt_.write_alias.c_str());
+    // One RELOAD at start: pgbouncer matches the file even if a previous run
+    // stopped between writing it and reloading.
+    reload_pending_ = !opt_.pgbouncer.empty();
+    next_refresh_ = next_reload_ = Clock::now();
+    bool wake_now = true;
+    while (!g_stop) {
+        auto now = Clock::now();
+        if (wake_now || now >= next_refresh_) {
+            wake_now = false;
+            queued_notifications();  // this refresh covers them
+            refresh();
+        }
+        if (g_stop)
+            break;
+        if (reload_pending_ && Clock::now() >= next_reload_)
+            reload();
+        if (queued_notifications()) {
+            // libpq read them while the refresh ran: the change may be newer
+            // than what the refresh saw, and the socket will not wake us.
+            wake_now = true;
+            continue;
+        }
+
+        auto until = next_refresh_;
+        if (reload_pending_)
+            until = std::min(until, next_reload_);
+        auto left = std::chrono::duration_cast<Millis>(until - Clock::now()).count();
+        pollfd p[2] = {{g_wake[0], POLLIN, 0}, {listening_ && src_ != nullptr ? PQsocket(src_) : -1, POLLIN, 0}};
+        int rc = poll(p, 2, static_cast<int>(std::clamp<long long>(left, 0, 3'600'000)));
+        if (rc < 0 && errno != EINTR) {
+            say("poll failed: %s", std::strerror(errno));
+            return 1;
+        }
+        drain_wake();
+        if (rc > 0 && p[1].revents != 0) {
+            bool lost = false;
+            if (drain_notifications(&lost)) {
+                wake_now = true;
+            } else if (lost) {
+                std::string err = "lost the connection: " + one_line(PQerrorMessage(src_));
+                close_source();
+                source_failed(err);
+            }
+        }
+    }
+    say("stopping");
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    Options opt = parse_options(argc, argv);
+    if (!install_signals()) {
+        std::fprintf(stderr, "%s: cannot set up signal handling: %s\n", kProgram, std::strerror(errno));
+        return 1;
+    }
+    return Follower(std::move(opt)).run();
+}
