@@ -290,6 +290,22 @@ check_is(['health'], 0, qr/^REPLICA_ROUTER HEALTH OK - 2\/2 replicas healthy, .*
 	is($rc, 0, "check with PGHOST/PGPORT/PGDATABASE: OK ($out)");
 }
 
+# A monitoring role: pg_monitor is enough. The views are granted to PUBLIC, so
+# a role without it should do as well.
+$P->q('CREATE ROLE rr_monitor LOGIN IN ROLE pg_monitor; CREATE ROLE rr_plain LOGIN');
+for my $c (qw(lag slots pools health))
+{
+	my ($rc, $out) = check('-h', $primary->host, '-p', $primary->port, '-U', 'rr_monitor', '-d', 'postgres', $c);
+	is($rc, 0, "check $c as a pg_monitor member: OK ($out)");
+}
+TODO:
+{
+	local $TODO = 'pool_state reads the superuser-only GUC replica_router.primary_pgbouncer, so pool_state,'
+	  . ' health and metrics() fail for roles without pg_read_all_settings';
+	my ($rc, $out) = check('-h', $primary->host, '-p', $primary->port, '-U', 'rr_plain', '-d', 'postgres', 'health');
+	is($rc, 0, "check health as a role with PUBLIC's rights only: OK ($out)");
+}
+
 ###############################################################################
 # (f) metrics() is well-formed Prometheus text
 ###############################################################################
@@ -658,8 +674,9 @@ $P->close;
 	my $log = slurp_file($primary->logfile);
 	my @bad = grep { /terminated by signal|PANIC:|TRAP:|replica_router worker: .* failed/ } split /\n/, $log;
 	is(join("\n", @bad), '', 'primary log: no crash, no failed worker step');
-	my @errors = grep { /ERROR:/ && !/canceling statement due to user request/ } split /\n/, $log;
-	is(join("\n", @errors), '', 'primary log: no ERROR but the cancelled writer');
+	my @errors = grep { /ERROR:/ && !/canceling statement due to user request|privileges of pg_read_all_settings/ }
+	  split /\n/, $log;
+	is(join("\n", @errors), '', 'primary log: no ERROR but the cancelled writer (and the TODO above)');
 }
 diag(sprintf('060_monitoring took %.1fs', time - $t_start));
 
