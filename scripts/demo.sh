@@ -50,6 +50,7 @@ step() {
     start=$(cl_now_ms)
     "$@" >"$log" 2>&1 &
     pid=$!
+    STEP_PID=$pid
     [ "$TTY" = 1 ] || printf '  %s ...' "$label"
     while kill -0 "$pid" 2>/dev/null; do
         el=$(( $(cl_now_ms) - start ))
@@ -62,6 +63,7 @@ step() {
         sleep 0.1
     done
     wait "$pid"; rc=$?
+    STEP_PID=""
     STEP_MS=$(( $(cl_now_ms) - start ))
     [ "$TTY" = 1 ] && printf '\r\e[K  %s ...' "$label"
     if [ "$rc" -eq 0 ]; then
@@ -92,10 +94,17 @@ pause() {
 }
 
 DYING=0
+STEP_PID=""
 die() {
     [ "$DYING" = 1 ] && exit 1
     DYING=1
     echo "demo: $*" >&2
+    # End a step still running (interrupted): its server, if it was starting
+    # one, has written postmaster.pid by then and is stopped below.
+    if [ -n "$STEP_PID" ] && kill -0 "$STEP_PID" 2>/dev/null; then
+        kill -TERM "$STEP_PID" 2>/dev/null
+        wait "$STEP_PID" 2>/dev/null
+    fi
     if [ -d "${CL_DIR:-/nonexistent}" ]; then
         echo "demo: stopping the demo servers (logs stay in $CL_DIR/*.log)" >&2
         cl_stop_all
