@@ -50,7 +50,7 @@ step() {
     start=$(cl_now_ms)
     "$@" >"$log" 2>&1 &
     pid=$!
-    STEP_PID=$pid
+    STEP_PID=$pid STEP_LOG=$log
     [ "$TTY" = 1 ] || printf '  %s ...' "$label"
     while kill -0 "$pid" 2>/dev/null; do
         el=$(( $(cl_now_ms) - start ))
@@ -94,7 +94,7 @@ pause() {
 }
 
 DYING=0
-STEP_PID=""
+STEP_PID="" STEP_LOG=""
 die() {
     [ "$DYING" = 1 ] && exit 1
     DYING=1
@@ -104,6 +104,7 @@ die() {
     if [ -n "$STEP_PID" ] && kill -0 "$STEP_PID" 2>/dev/null; then
         kill -TERM "$STEP_PID" 2>/dev/null
         wait "$STEP_PID" 2>/dev/null
+        rm -f "$STEP_LOG"
     fi
     if [ -d "${CL_DIR:-/nonexistent}" ]; then
         echo "demo: stopping the demo servers (logs stay in $CL_DIR/*.log)" >&2
