@@ -52,7 +52,8 @@ CREATE TABLE replica_router.nodes (
                 CONSTRAINT nodes_name_check CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$'),
     conninfo    text NOT NULL
                 CONSTRAINT nodes_conninfo_check
-                CHECK (length(conninfo) < 1024 AND replica_router._conninfo_error(conninfo) IS NULL),
+                CHECK (length(conninfo) < 1024 AND btrim(conninfo) <> ''
+                       AND replica_router._conninfo_error(conninfo) IS NULL),
     weight      integer NOT NULL DEFAULT 100
                 CONSTRAINT nodes_weight_check CHECK (weight BETWEEN 0 AND 10000),
     enabled     boolean NOT NULL DEFAULT true,
@@ -151,6 +152,12 @@ DECLARE
 BEGIN
     IF conninfo IS NULL THEN
         RAISE EXCEPTION 'connection string must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF btrim(conninfo) = '' THEN
+        RAISE EXCEPTION 'connection string for replica "%" is empty', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  DETAIL = 'An empty connection string would make the worker connect to this server itself.',
+                  HINT = 'Name the replica''s host, e.g. ''host=10.0.0.2 port=5432 dbname=postgres''.';
     END IF;
     IF length(conninfo) >= 1024 THEN
         RAISE EXCEPTION 'connection string for replica "%" is too long', name
@@ -312,8 +319,10 @@ CREATE FUNCTION replica_router.connection_string(
     zone text DEFAULT NULL)
 RETURNS text
 LANGUAGE sql VOLATILE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
-    SELECT format('host=%s port=%s',
-                  string_agg(c.host, ',' ORDER BY c.rank), string_agg(c.port::text, ',' ORDER BY c.rank))
+    SELECT CASE WHEN count(*) > 0 THEN
+               format('host=%s port=%s',
+                      string_agg(c.host, ',' ORDER BY c.rank), string_agg(c.port::text, ',' ORDER BY c.rank))
+           END
       FROM replica_router.candidates(operation, max_lag, min_lsn, zone) c
      WHERE c.rank IS NOT NULL
 $$;
@@ -452,7 +461,7 @@ CREATE FUNCTION replica_router._slots(OUT slot_name text, OUT active boolean, OU
 RETURNS SETOF record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'replica_router_slots';
 
 CREATE FUNCTION replica_router._primary_stats(
-    OUT wal_rate double precision, OUT pgbouncer_ok boolean,
+    OUT wal_rate double precision, OUT has_pgbouncer boolean, OUT pgbouncer_ok boolean,
     OUT pgbouncer_last_success timestamptz, OUT pgbouncer_error text)
 RETURNS record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'replica_router_primary_stats';
 
@@ -592,7 +601,9 @@ WITH h AS (SELECT * FROM replica_router._hints()),
      pools AS (SELECT node_id, sum(cl_active)::integer AS cl_active, sum(cl_waiting)::integer AS cl_waiting,
                       sum(sv_active)::integer AS sv_active, sum(sv_idle)::integer AS sv_idle,
                       max(maxwait) AS maxwait, string_agg(DISTINCT pool_mode, ',') AS pool_mode
-                 FROM replica_router._pools() GROUP BY node_id),
+                 FROM replica_router._pools()
+                WHERE database <> 'pgbouncer'  -- the admin console (our own SHOW POOLS)
+                GROUP BY node_id),
      local AS (SELECT count(*)::integer AS total,
                       count(*) FILTER (WHERE state = 'active')::integer AS active,
                       count(*) FILTER (WHERE state = 'idle')::integer AS idle,
@@ -607,7 +618,7 @@ WITH h AS (SELECT * FROM replica_router._hints()),
                pg_catalog.current_setting('superuser_reserved_connections')::integer
                  + coalesce(pg_catalog.current_setting('reserved_connections', true)::integer, 0) AS reserved,
                0 AS node_id,
-               pg_catalog.current_setting('replica_router.primary_pgbouncer') <> '' AS has_pgbouncer,
+               ps.has_pgbouncer,
                ps.pgbouncer_ok, ps.pgbouncer_error
           FROM local l CROSS JOIN ps
         UNION ALL
@@ -660,7 +671,7 @@ CREATE VIEW replica_router.health AS
 WITH w AS (SELECT * FROM replica_router.worker_status()),
      l AS (SELECT * FROM replica_router.lag),
      fresh AS (SELECT w.pid IS NOT NULL
-                      AND pg_catalog.now() - w.last_round_start
+                      AND pg_catalog.clock_timestamp() - w.last_round_start
                           < 3 * replica_router._ms_setting('replica_router.poll_interval') + interval '2 seconds'
                       AS alive FROM w)
 SELECT replica_router._worst(
@@ -674,7 +685,7 @@ SELECT replica_router._worst(
        (SELECT node FROM l WHERE replay_lag IS NOT NULL ORDER BY replay_lag DESC, node LIMIT 1) AS most_lagging,
        (SELECT alive FROM fresh) AS worker_alive,
        (SELECT pid FROM w) AS worker_pid,
-       pg_catalog.now() - (SELECT last_round_start FROM w) AS last_round_age,
+       greatest(pg_catalog.clock_timestamp() - (SELECT last_round_start FROM w), interval '0') AS last_round_age,
        (SELECT last_round_duration FROM w) AS last_round_duration;
 COMMENT ON VIEW replica_router.health IS 'One row summing up the cluster: worst severity, healthy replicas, worker freshness';
 

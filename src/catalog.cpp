@@ -28,6 +28,7 @@ CatalogStatus in_transaction(const char *what, Body body, char *error = nullptr,
         SPI_finish();
         PopActiveSnapshot();
         CommitTransactionCommand();
+        pgstat_report_stat(false);  // a worker's table counts otherwise show only at exit
     }
     PG_CATCH();
     {
@@ -52,7 +53,7 @@ const char *kUpsert =
     " (node_id, node, host, port, state, lag_bytes, lag_seconds, replay_lsn, replay_paused,"
     "  connections, max_connections, last_success, error, weight, zone, reserved_connections, updated_at)"
     " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, now()"
-    " WHERE EXISTS (SELECT 1 FROM replica_router.nodes n WHERE n.id = $1)"
+    " WHERE EXISTS (SELECT 1 FROM replica_router.nodes n WHERE n.id = $1 FOR KEY SHARE)"
     " ON CONFLICT (node_id) DO UPDATE SET node = EXCLUDED.node, host = EXCLUDED.host, port = EXCLUDED.port,"
     "  state = EXCLUDED.state, lag_bytes = EXCLUDED.lag_bytes, lag_seconds = EXCLUDED.lag_seconds,"
     "  replay_lsn = EXCLUDED.replay_lsn, replay_paused = EXCLUDED.replay_paused,"

@@ -62,10 +62,12 @@ ConninfoCheck check_conninfo(const std::string &conninfo)
     std::string err;
     Options opts = parse(conninfo, &err);
     if (!opts) {
-        // libpq quotes the offending token, which may be part of a password.
-        r.error = conninfo.find("password") == std::string::npos
-                      ? err
-                      : "the connection string is malformed (details withheld because it contains a password)";
+        // libpq quotes the offending token, which may be part of a password
+        // (keyword form) or of a URI's user:password@ part.
+        bool secret = conninfo.find("pass") != std::string::npos ||
+                      (conninfo.find("://") != std::string::npos && conninfo.find('@') != std::string::npos);
+        r.error = secret ? "the connection string is malformed (details withheld because it may contain a password)"
+                         : err;
         return r;
     }
     r.ok = true;
@@ -85,7 +87,8 @@ std::string mask_conninfo(const std::string &conninfo)
             out += ' ';
         out += o->keyword;
         out += '=';
-        out += std::strcmp(o->keyword, "password") == 0 ? std::string("********") : quote(o->val);
+        // password, sslpassword and any future *password option.
+        out += std::strstr(o->keyword, "password") != nullptr ? std::string("********") : quote(o->val);
     }
     return out;
 }

@@ -72,9 +72,9 @@ Datum primary_stats(FunctionCallInfo fcinfo)
     TupleDesc desc;
     if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
         elog(ERROR, "return type must be a row type");
-    Datum v[4] = {Float8GetDatum(p.wal_rate), BoolGetDatum(p.bouncer_ok), TimestampTzGetDatum(p.bouncer_last_success),
-                  CStringGetTextDatum(p.bouncer_error)};
-    bool nulls[4] = {!ready, !p.has_bouncer, p.bouncer_last_success == 0, p.bouncer_error[0] == '\0'};
+    Datum v[5] = {Float8GetDatum(p.wal_rate), BoolGetDatum(p.has_bouncer), BoolGetDatum(p.bouncer_ok),
+                  TimestampTzGetDatum(p.bouncer_last_success), CStringGetTextDatum(p.bouncer_error)};
+    bool nulls[5] = {!ready, !ready, !p.has_bouncer, p.bouncer_last_success == 0, p.bouncer_error[0] == '\0'};
     return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), v, nulls));
 }
 

@@ -190,12 +190,14 @@ Datum recommend(FunctionCallInfo fcinfo)
     }
     LWLockRelease(s->lock);
 
-    PrimaryInfo primary = local_primary();
+    PrimaryInfo primary;
+    bool have_primary = false;  // computed only when the answer is the primary
     if (!ready && RecoveryInProgress()) {
         // A standby: answer from the hints the primary's worker replicated here.
         StandbyHints sh;
         standby_load(sh, args.in.now);
         primary = sh.primary;
+        have_primary = true;
         args.in.routes = sh.routes;
         args.in.nroutes = sh.nroutes;
         args.in.stale_after = sh.stale_after;
@@ -212,8 +214,11 @@ Datum recommend(FunctionCallInfo fcinfo)
         }
     }
     report_decision_error(args, d);
-    if (d.outcome != Outcome::replica)
+    if (d.outcome != Outcome::replica) {
+        if (!have_primary)
+            primary = local_primary();
         answer_primary(a, primary, d.reason);
+    }
     return answer_datum(fcinfo, a);
 }
 
@@ -277,6 +282,10 @@ Datum candidates(FunctionCallInfo fcinfo)
     Decision d;
     resolve_route(args.in, d);
     report_decision_error(args, d);
+    if (!rr_enabled) {
+        d.target = Target::primary;
+        copy_str(d.reason, sizeof d.reason, "replica_router.enabled is off");
+    }
     int *order = static_cast<int *>(palloc(sizeof(int) * kMaxNodesHard));
     char reason[512];
     std::size_t count = 0;

@@ -65,6 +65,7 @@ struct WorkerState {
     Micros next_tick = 0;
     Micros next_registry_load = 0;
     Micros next_heartbeat = 0;
+    Micros last_heartbeat = 0;
     Micros next_write_retry = 0;
     uint32_t generation_seen = 0;
     bool extension_present = false;
@@ -250,6 +251,8 @@ void load_registry(Micros now)
         state->extension_present = false;
         count = 0;
     } else {
+        if (!state->extension_present)
+            state->next_heartbeat = now;  // a (re)created extension gets its heartbeat row at once
         state->extension_present = true;
     }
     // New or re-pointed nodes start with written_valid = false, so their
@@ -298,7 +301,10 @@ void apply_result(Tracked &t, Micros now)
             h.lag = -1;
         }
     } else {
+        // The last figures say nothing about a replica we cannot reach.
         h.failures++;
+        h.lag = -1;
+        h.lag_bytes = -1;
         copy_str(h.error, sizeof h.error, r.error.c_str());
     }
 
@@ -451,8 +457,11 @@ void close_round_if_done(Micros now)
 
 bool material_change(const NodeHint &a, const NodeHint &b)
 {
+    // A node that stays down may report a different error each poll (e.g. a
+    // flaky resolver): that reaches the table with the next heartbeat only.
+    bool error_changed = std::strcmp(a.error, b.error) != 0 && !(a.state == NodeState::down && b.state == NodeState::down);
     return a.state != b.state || a.port != b.port || a.replay_paused != b.replay_paused ||
-           a.has_result != b.has_result || std::strcmp(a.error, b.error) != 0 || std::strcmp(a.host, b.host) != 0 ||
+           a.has_result != b.has_result || error_changed || std::strcmp(a.host, b.host) != 0 ||
            std::strcmp(a.name, b.name) != 0 || (a.lag < 0) != (b.lag < 0) || std::llabs(a.lag - b.lag) >= kLagMaterial ||
            std::llabs(a.lag_bytes - b.lag_bytes) >= kLagBytesMaterial;
 }
@@ -482,8 +491,10 @@ void write_hints(Micros now)
             t.written = t.hint;
             t.written_valid = true;
         }
-        if (heartbeat)
+        if (heartbeat) {
+            state->last_heartbeat = now;
             state->next_heartbeat = now + static_cast<Micros>(rr_heartbeat_s) * 1'000'000;
+        }
         LWLockAcquire(shared->lock, LW_EXCLUSIVE);
         shared->stats.hint_writes++;
         LWLockRelease(shared->lock);
@@ -592,6 +603,10 @@ void run_loop()
         if (ConfigReloadPending) {
             ConfigReloadPending = false;
             ProcessConfigFile(PGC_SIGHUP);
+            // A shorter heartbeat applies from the last one, not after the old interval.
+            Micros due = state->last_heartbeat + static_cast<Micros>(rr_heartbeat_s) * 1'000'000;
+            if (due < state->next_heartbeat)
+                state->next_heartbeat = due;
         }
         Micros now = GetCurrentTimestamp();
 

@@ -261,6 +261,9 @@ void conninfo_tests()
     ConninfoCheck bad = check_conninfo("password=s3cr3t oops");
     CHECK(!bad.ok && bad.error.find("s3cr3t") == std::string::npos && bad.error.find("oops") == std::string::npos);
 
+    CHECK(check_conninfo("postgresql://rr:S3cr%zz@db1/x").error.find("S3cr") == std::string::npos);
+    CHECK(check_conninfo("postgresql://rr:S3cret@[10.0.0.9/x").error.find("S3cret") == std::string::npos);
+    CHECK(mask_conninfo("host=db1 sslpassword=k3y").find("k3y") == std::string::npos);
     std::string masked = mask_conninfo("host=db1 password=s3cr3t user=rr");
     CHECK(masked.find("s3cr3t") == std::string::npos);
     CHECK(masked.find("password=********") != std::string::npos);
