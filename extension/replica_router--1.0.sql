@@ -598,12 +598,15 @@ COMMENT ON VIEW replica_router.slot_health IS
 
 CREATE VIEW replica_router.pool_state AS
 WITH h AS (SELECT * FROM replica_router._hints()),
-     pools AS (SELECT node_id, sum(cl_active)::integer AS cl_active, sum(cl_waiting)::integer AS cl_waiting,
-                      sum(sv_active)::integer AS sv_active, sum(sv_idle)::integer AS sv_idle,
-                      max(maxwait) AS maxwait, string_agg(DISTINCT pool_mode, ',') AS pool_mode
-                 FROM replica_router._pools()
-                WHERE database <> 'pgbouncer'  -- the admin console (our own SHOW POOLS)
-                GROUP BY node_id),
+     -- pgbouncer's own admin console (where our SHOW POOLS runs) is not a pool of clients.
+     pools AS (SELECT node_id,
+                      coalesce(sum(cl_active) FILTER (WHERE database <> 'pgbouncer'), 0)::integer AS cl_active,
+                      coalesce(sum(cl_waiting) FILTER (WHERE database <> 'pgbouncer'), 0)::integer AS cl_waiting,
+                      coalesce(sum(sv_active) FILTER (WHERE database <> 'pgbouncer'), 0)::integer AS sv_active,
+                      coalesce(sum(sv_idle) FILTER (WHERE database <> 'pgbouncer'), 0)::integer AS sv_idle,
+                      max(maxwait) FILTER (WHERE database <> 'pgbouncer') AS maxwait,
+                      string_agg(DISTINCT pool_mode, ',') FILTER (WHERE database <> 'pgbouncer') AS pool_mode
+                 FROM replica_router._pools() GROUP BY node_id),
      local AS (SELECT count(*)::integer AS total,
                       count(*) FILTER (WHERE state = 'active')::integer AS active,
                       count(*) FILTER (WHERE state = 'idle')::integer AS idle,

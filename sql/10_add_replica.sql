@@ -129,10 +129,8 @@ SELECT replica_router.add_replica('replica9', 'host=10.0.0.9 port password=S3cre
 SELECT rr_test.error_text($$SELECT replica_router.add_replica('replica9', 'host=10.0.0.9 password=S3cret port')$$)
        !~ 'S3cret' AS password_not_echoed;
 -- URI syntax carries the password without the word "password".
--- BUG (reported): libpq's complaint quotes the URI or its password part
--- and is passed on as the DETAIL. With the fix, the next two DETAIL lines
--- no longer contain S3cr..., and the first two password_not_echoed results
--- after them turn from f to t.
+-- libpq's complaint would quote the URI or its password part: for a URI
+-- with user info the DETAIL is withheld, so no S3cr... is echoed.
 SELECT replica_router.add_replica('replica9', 'postgresql://rr:S3cr%zz@10.0.0.9/postgres');
 :outcome
 SELECT replica_router.add_replica('replica9', 'postgresql://rr:S3cret@[10.0.0.9/postgres');
@@ -165,8 +163,8 @@ SELECT replica_router.add_replica('replica9', 'host=10.0.0.9', 1, 'bad zone', 'b
 -- With good arguments the same call succeeds.
 SELECT name, conninfo FROM replica_router.add_replica('replica9', 'host=10.0.0.9');
 
--- SUSPECT (reported): an empty connection string is accepted; the worker
--- would connect with libpq defaults, i.e. to this server over its socket.
+-- An empty connection string would make the worker connect with libpq
+-- defaults, i.e. to this server itself: refused.
 SELECT name, conninfo FROM replica_router.add_replica('empty', '');
 
 -- Clean up.

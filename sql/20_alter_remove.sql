@@ -92,13 +92,11 @@ SELECT replica_router.alter_replica('replica1', weight => 5, zone => 'bad zone')
 :outcome
 SELECT count(*) AS victim_rows FROM rr_test.victim;
 
--- SUSPECT (reported): conninfo => '' is accepted and empties the
--- connection string (unlike zone and pgbouncer, conninfo cannot be cleared
--- meaningfully).
+-- conninfo => '' is refused (unlike zone and pgbouncer, a connection string
+-- cannot be cleared meaningfully).
 SELECT name, conninfo FROM replica_router.alter_replica('replica1', conninfo => '');
 SELECT name, conninfo FROM replica_router.alter_replica('replica1', conninfo => 'host=10.0.0.1');
--- BUG (reported): the returned row shows sslpassword in clear (see
--- 40_mask_conninfo); with the fix it reads sslpassword=********.
+-- The returned row masks sslpassword too (see 40_mask_conninfo).
 SELECT name, conninfo FROM replica_router.alter_replica('replica1', conninfo => 'host=10.0.0.1 sslpassword=K3yPass');
 
 --------------------------------------------------------------------------

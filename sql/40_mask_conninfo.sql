@@ -16,8 +16,7 @@ SELECT replica_router.mask_conninfo('host=10.0.0.1 password=S3cret port');
 SELECT replica_router.mask_conninfo('host=10.0.0.1 password=''S3cret');
 SELECT replica_router.mask_conninfo('nonsense=1 password=S3cret');
 SELECT replica_router.mask_conninfo('postgresql://rr:S3cr%zz@10.0.0.1/postgres');
--- BUG (reported): sslpassword (the client key's passphrase) is a secret too
--- but is shown; with the fix this line shows sslpassword=********.
+-- sslpassword (the client key's passphrase) is a secret too.
 SELECT replica_router.mask_conninfo('host=10.0.0.1 sslkey=/etc/rr/client.key sslpassword=K3yPass');
 -- Masking is idempotent and the result is a valid connection string.
 SELECT replica_router.mask_conninfo(replica_router.mask_conninfo('host=10.0.0.1 user=rr password=S3cret'));

@@ -66,8 +66,7 @@ $$;
 -- candidates() lists the primary as not qualified.
 SELECT * FROM replica_router.candidates('read');
 SELECT * FROM replica_router.candidates('write');
--- BUG (reported): with no qualified node connection_string() returns the
--- unusable 'host= port=' instead of NULL (or an error).
+-- With no qualified node connection_string() returns NULL.
 SELECT replica_router.connection_string('read') AS read, replica_router.connection_string('write') AS write;
 
 --------------------------------------------------------------------------
@@ -86,10 +85,8 @@ SELECT * FROM replica_router.recommend(NULL);
 :sqlstate
 SELECT * FROM replica_router.recommend(max_lag => '-1s');
 :sqlstate
--- BUG (reported): candidates() and connection_string() ignore enabled = off
--- and disagree with recommend(): with the fix candidates('read') ranks the
--- primary 1 (qualified, reason "replica_router.enabled is off") and
--- connection_string('read') is 'host=primary.example.com port=5432'.
+-- candidates() and connection_string() agree with recommend(): with
+-- enabled = off the primary is ranked first.
 SELECT * FROM replica_router.candidates('read');
 SELECT replica_router.connection_string('read');
 
