@@ -47,5 +47,20 @@ for suite in $SUITES; do
     add "$p" "$f"
 done
 
+# The README's demo command, once, headless (it runs as root and starts its
+# servers as postgres itself). RR_SKIP_DEMO=1 skips it.
+if [ "${RR_SKIP_DEMO:-0}" != 1 ] && [ "$(id -u)" -eq 0 ]; then
+    echo "== demo"
+    if "$WORK/scripts/demo.sh" --headless >"$WORK/demo.out" 2>&1; then
+        tail -5 "$WORK/demo.out"
+        echo "demo: 1 passed, 0 failed"
+        add 1 0
+    else
+        tail -40 "$WORK/demo.out"
+        echo "demo: 0 passed, 1 failed"
+        add 0 1
+    fi
+fi
+
 echo "total: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
