@@ -2,6 +2,7 @@
 
 #include "catalog.hpp"
 #include "primary.hpp"
+#include "routes_spi.hpp"
 
 namespace rr {
 
@@ -112,25 +113,7 @@ CatalogStatus catalog_load_nodes(NodeRow *out, int cap, int *count, RouteRow *ro
         }
         *count = n;
 
-        rc = SPI_execute("SELECT operation, target, coalesce(balance, ''),"
-                         " coalesce((extract(epoch FROM max_lag) * 1000000)::int8, -1)"
-                         " FROM replica_router.routes ORDER BY operation",
-                         true, 0);
-        if (rc != SPI_OK_SELECT)
-            elog(ERROR, "reading replica_router.routes failed: %s", SPI_result_code_string(rc));
-        int r = 0;
-        for (uint64 i = 0; i < SPI_processed && r < route_cap; ++i) {
-            HeapTuple tup = SPI_tuptable->vals[i];
-            TupleDesc desc = SPI_tuptable->tupdesc;
-            bool isnull;
-            RouteRow &row = routes[r];
-            copy_str(row.operation, sizeof row.operation, SPI_getvalue(tup, desc, 1));
-            if (!parse_target(SPI_getvalue(tup, desc, 2), &row.target))
-                continue;
-            row.has_balance = parse_balance(SPI_getvalue(tup, desc, 3), &row.balance);
-            row.max_lag = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-            ++r;
-        }
+        int r = spi_read_routes(routes, route_cap);
         *route_count = r;
         return CatalogStatus::ok;
     });

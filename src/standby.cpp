@@ -1,6 +1,7 @@
 #include "pg.hpp"
 
 #include "guc.hpp"
+#include "routes_spi.hpp"
 #include "standby.hpp"
 
 #include <cstring>
@@ -67,18 +68,9 @@ void standby_load(StandbyHints &out, Micros now)
         out.fresh = true;
     }
 
-    run("SELECT operation, target, coalesce(balance, ''),"
-        " coalesce((extract(epoch FROM max_lag) * 1000000)::int8, -1) FROM replica_router.routes");
-    out.routes = static_cast<RouteRow *>(MemoryContextAllocZero(caller, sizeof(RouteRow) * (SPI_processed + 1)));
-    for (uint64 i = 0; i < SPI_processed; ++i) {
-        RouteRow &r = out.routes[out.nroutes];
-        copy_str(r.operation, sizeof r.operation, value(i, 1));
-        if (!parse_target(value(i, 2), &r.target))
-            continue;
-        r.has_balance = parse_balance(value(i, 3), &r.balance);
-        r.max_lag = DatumGetInt64(binval(i, 4, &isnull));
-        out.nroutes++;
-    }
+    int nroutes = spi_count_routes();
+    out.routes = static_cast<RouteRow *>(MemoryContextAllocZero(caller, sizeof(RouteRow) * (nroutes + 1)));
+    out.nroutes = static_cast<std::size_t>(spi_read_routes(out.routes, nroutes));
 
     if (out.fresh) {
         run("SELECT node_id, node, coalesce(host, ''), coalesce(port, 0), state,"

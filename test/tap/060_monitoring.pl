@@ -672,7 +672,8 @@ ok( defined wait_for(10,
 	'pool_state: s1\'s pgbouncer unreachable (pgbouncer_ok false, error set), severity warning');
 note('pgbouncer_pools rows of s1 with its pgbouncer down: '
 	  . $P->q("SELECT count(*) FROM replica_router.pgbouncer_pools WHERE node = 's1'"));
-check_is(['pools'], 1, qr/^REPLICA_ROUTER POOLS WARNING - s1 pgbouncer unreachable \(.*$bport/, 'pgbouncer stopped');
+# The error is the refused reconnect, or the drop of a SHOW POOLS that was in flight.
+check_is(['pools'], 1, qr/^REPLICA_ROUTER POOLS WARNING - s1 pgbouncer unreachable \(\S/ , 'pgbouncer stopped');
 $P->close;
 {
 	my $log = slurp_file($primary->logfile);
