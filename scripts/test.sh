@@ -47,6 +47,28 @@ for suite in $SUITES; do
     add "$p" "$f"
 done
 
+# The TAP suite once more against an ASan + UBSan build of the extension;
+# the normal build is reinstalled afterwards. RR_ASAN=0 skips it.
+if [ "${RR_ASAN:-1}" = 1 ] && [ "$(id -u)" -eq 0 ] && [[ " $SUITES " == *" tap "* ]]; then
+    echo "== asan"
+    san="-fsanitize=address,undefined -fno-omit-frame-pointer"
+    if make -C "$WORK" -s clean >/dev/null 2>&1 &&
+        make -C "$WORK" -s -j2 WERROR=1 EXTRA_CXXFLAGS="$san" EXTRA_LDFLAGS="-fsanitize=address,undefined" \
+            >"$WORK/asan-build.log" 2>&1 && make -C "$WORK" -s install >>"$WORK/asan-build.log" 2>&1; then
+        chown -R postgres:postgres "$WORK"
+        as_pg bash "$WORK/scripts/run-asan.sh" 2>&1 | tee "$WORK/asan.out"
+        line=$(grep -E '^asan: [0-9]+ passed, [0-9]+ failed' "$WORK/asan.out" | tail -1)
+        p=$(sed -E 's/^asan: ([0-9]+) passed.*/\1/' <<<"${line:-asan: 0 passed, 1 failed}")
+        f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"${line:-asan: 0 passed, 1 failed}")
+        add "$p" "$f"
+    else
+        cat "$WORK/asan-build.log"
+        add 0 1
+    fi
+    make -C "$WORK" -s clean >/dev/null 2>&1
+    make -C "$WORK" -s -j2 WERROR=1 >/dev/null 2>&1 && make -C "$WORK" -s install >/dev/null 2>&1 || add 0 1
+fi
+
 # The README's demo command, once, headless (it runs as root and starts its
 # servers as postgres itself). RR_SKIP_DEMO=1 skips it.
 if [ "${RR_SKIP_DEMO:-0}" != 1 ] && [ "$(id -u)" -eq 0 ]; then
