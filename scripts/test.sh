@@ -47,6 +47,19 @@ for suite in $SUITES; do
     add "$p" "$f"
 done
 
+# Network faults across a veth pair into a network namespace (root only;
+# skips with a message where namespaces are refused). RR_NETNS=0 skips it.
+if [ "${RR_NETNS:-1}" = 1 ] && [ "$(id -u)" -eq 0 ]; then
+    echo "== netns"
+    "$WORK/scripts/run-netns.sh" 2>&1 | tee "$WORK/netns.out"
+    rc=${PIPESTATUS[0]}
+    line=$(grep -E '^netns: [0-9]+ passed, [0-9]+ failed' "$WORK/netns.out" | tail -1)
+    p=$(sed -E 's/^netns: ([0-9]+) passed.*/\1/' <<<"${line:-netns: 0 passed, 1 failed}")
+    f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"${line:-netns: 0 passed, 1 failed}")
+    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    add "$p" "$f"
+fi
+
 # The TAP suite once more against an ASan + UBSan build of the extension;
 # the normal build is reinstalled afterwards. RR_ASAN=0 skips it.
 if [ "${RR_ASAN:-1}" = 1 ] && [ "$(id -u)" -eq 0 ] && [[ " $SUITES " == *" tap "* ]]; then
