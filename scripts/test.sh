@@ -60,6 +60,24 @@ if [ "${RR_NETNS:-1}" = 1 ] && [ "$(id -u)" -eq 0 ]; then
     add "$p" "$f"
 fi
 
+# Short versions of the load and soak benchmarks (root: they start their own
+# clusters). RR_BENCH=0 skips them.
+if [ "${RR_BENCH:-1}" = 1 ] && [ "$(id -u)" -eq 0 ]; then
+    for b in load soak; do
+        echo "== $b (short)"
+        if RR_LOAD_BUILD=0 RR_SOAK_BUILD=0 RR_LOAD_SECONDS=8 RR_LOAD_FLAP=2 RR_SOAK_ROUNDS=3000 RR_SOAK_SAMPLE=500 \
+            RR_SOAK_WARMUP=1000 "$WORK/bench/$b" >"$WORK/$b.out" 2>&1; then
+            tail -4 "$WORK/$b.out"
+            echo "$b: 1 passed, 0 failed"
+            add 1 0
+        else
+            tail -30 "$WORK/$b.out"
+            echo "$b: 0 passed, 1 failed"
+            add 0 1
+        fi
+    done
+fi
+
 # The TAP suite once more against an ASan + UBSan build of the extension;
 # the normal build is reinstalled afterwards. RR_ASAN=0 skips it.
 if [ "${RR_ASAN:-1}" = 1 ] && [ "$(id -u)" -eq 0 ] && [[ " $SUITES " == *" tap "* ]]; then
