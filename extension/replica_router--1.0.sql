@@ -139,8 +139,11 @@ BEGIN
     IF value !~ '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' THEN
         RAISE EXCEPTION 'invalid % "%"', what, left(value, 80)
             USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = format('A %s is 1 to 63 characters: letters, digits, "_", "-" or ".", starting with a letter or digit.', what),
-                  HINT = 'Choose a name such as "replica1" or "eu-west.2".';
+                  DETAIL = format('Each %s is 1 to 63 characters: letters, digits, "_", "-" or ".", starting with a letter or digit.', what),
+                  HINT = format('Use a name such as %s.',
+                                CASE what WHEN 'zone' THEN '"eu-west" or "zone.2"'
+                                          WHEN 'operation' THEN '"dashboard_query" or "user-login"'
+                                          ELSE '"replica1" or "eu-west.2"' END);
     END IF;
 END
 $$;
