@@ -1,7 +1,7 @@
 -- replica_router schema: tables, columns and types, views, functions,
 -- signatures, defaults and return types, the admin role.
 BEGIN;
-SELECT plan(122);
+SELECT plan(124);
 
 SELECT has_extension('replica_router', 'replica_router', 'the extension is installed in its schema');
 SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'replica_router'), '1.0', 'extension version 1.0');
@@ -147,11 +147,15 @@ SELECT function_returns('replica_router', 'remove_replica', ARRAY['text'], 'void
 SELECT is_definer('replica_router', 'remove_replica', ARRAY['text']);
 
 SELECT has_function('replica_router', 'recommend', ARRAY['text', 'interval', 'pg_lsn', 'text']);
-SELECT function_returns('replica_router', 'recommend', ARRAY['text', 'interval', 'pg_lsn', 'text'], 'record');
+SELECT function_returns('replica_router', 'recommend', ARRAY['text', 'interval', 'pg_lsn', 'text'], 'replica_router.recommendation');
 SELECT is(pg_get_function_arguments('replica_router.recommend(text, interval, pg_lsn, text)'::regprocedure),
-          'operation text DEFAULT ''read''::text, max_lag interval DEFAULT NULL::interval, min_lsn pg_lsn DEFAULT NULL::pg_lsn, zone text DEFAULT NULL::text, '
-          'OUT node text, OUT host text, OUT port integer, OUT role text, OUT replay_lag interval, OUT lag_bytes bigint, OUT reason text',
-          'recommend arguments, defaults and result columns');
+          'operation text DEFAULT ''read''::text, max_lag interval DEFAULT NULL::interval, min_lsn pg_lsn DEFAULT NULL::pg_lsn, zone text DEFAULT NULL::text',
+          'recommend arguments and defaults');
+SELECT has_composite('replica_router', 'recommendation', 'recommend() returns the row type replica_router.recommendation');
+SELECT is((SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
+             FROM pg_attribute WHERE attrelid = 'replica_router.recommendation'::regclass AND attnum > 0),
+          'node text, host text, port integer, role text, replay_lag interval, lag_bytes bigint, reason text',
+          'recommend result columns');
 SELECT isnt_definer('replica_router', 'recommend', ARRAY['text', 'interval', 'pg_lsn', 'text']);
 SELECT function_lang_is('replica_router', 'recommend', ARRAY['text', 'interval', 'pg_lsn', 'text'], 'c');
 SELECT volatility_is('replica_router', 'recommend', ARRAY['text', 'interval', 'pg_lsn', 'text'], 'volatile');
