@@ -1,0 +1,167 @@
+# shellcheck shell=bash
+# Shared by bench/detection, bench/scale, bench/cost (sourced after ROOT is
+# set): setup (root check, scripts/deps.sh, build), output files, and
+# long-lived psql sessions for tight polling loops.
+#
+#   bl_init NAME            say/fail prefix NAME; BL_OUT (the results directory,
+#                           ${RR_BENCH_OUT:-$ROOT/bench/results}) created
+#   bl_setup                root check, scripts/deps.sh, build unless
+#                           RR_BENCH_BUILD=0, PATH with the PostgreSQL binaries
+#   bl_fresh_cluster        remove a previous cluster in CL_DIR, check ports
+#   bl_sess_open ID NODE    a psql session on NODE (cl_psql), kept open
+#   bl_sess_query ID SQL [SECS]
+#                           runs SQL there; its output lines in BL_REPLY
+#                           (errors too); non-zero when no answer within SECS
+#   bl_sess_close ID
+#   bl_now_ms / bl_now_us   the host clock (EPOCHREALTIME)
+#   bl_median / bl_median1 (one decimal) / bl_min / bl_max / bl_mean
+#                           of the numbers given as arguments
+#   bl_wait_until SECS CMD..  runs CMD every 20 ms until it succeeds or SECS pass
+#
+# A script defines cleanup() for its own processes; fail() calls it, stops the
+# cluster and exits 1. Sessions are closed by fail() as well.
+
+# shellcheck source=scripts/lib/cluster.sh
+. "$ROOT/scripts/lib/cluster.sh"
+unset PGHOST PGPORT PGUSER PGDATABASE PGSERVICE PGOPTIONS PGPASSWORD
+export LC_ALL=C
+
+BL_NAME=bench
+BL_OUT=
+declare -A BL_SESS_PID=() BL_SESS_IN=() BL_SESS_OUT=() BL_SESS_DIR=()
+BL_REPLY=
+
+bl_init() {
+    BL_NAME=$1
+    BL_OUT=${RR_BENCH_OUT:-$ROOT/bench/results}
+    mkdir -p "$BL_OUT" || { echo "$BL_NAME: cannot create $BL_OUT" >&2; exit 1; }
+}
+
+say() { printf '%s\n' "$*" >&2; }
+
+bl_sess_close_all() {
+    local id
+    for id in "${!BL_SESS_PID[@]}"; do bl_sess_close "$id"; done
+}
+
+fail() {
+    say "$BL_NAME: $*"
+    declare -F cleanup >/dev/null && cleanup
+    bl_sess_close_all
+    [ -d "${CL_DIR:-/nonexistent}" ] && { say "$BL_NAME: logs in $CL_DIR/*.log"; cl_stop_all; }
+    exit 1
+}
+
+bl_setup() {
+    [ "$(id -u)" -eq 0 ] || { say "$BL_NAME: run as root (it runs the servers as 'postgres')"; exit 1; }
+    "$ROOT/scripts/deps.sh" || fail "scripts/deps.sh failed"
+    export PATH="$CL_PGBIN:$PATH"
+    if [ "${RR_BENCH_BUILD:-1}" = 1 ]; then
+        say "building and installing (make -s -j2 && make -s install)"
+        local log
+        log=$(mktemp /tmp/rr-bench-build.XXXXXX)
+        { make -C "$ROOT" -s -j2 && make -C "$ROOT" -s install; } >"$log" 2>&1 \
+            || { cat "$log" >&2; rm -f "$log"; fail "the build failed"; }
+        rm -f "$log"
+    fi
+    [ -f "$("$CL_PGBIN/pg_config" --sharedir)/extension/replica_router.control" ] \
+        || fail "replica_router is not installed (run with RR_BENCH_BUILD=1)"
+}
+
+bl_fresh_cluster() {
+    if [ -e "$CL_DIR" ]; then
+        say "removing a previous cluster in $CL_DIR"
+        cl_destroy || fail "could not remove $CL_DIR"
+    fi
+    cl_check_ports || fail "ports in use; choose others with the PORT setting"
+}
+
+bl_now_us() { local t=${EPOCHREALTIME//[.,]/}; echo "$t"; }
+bl_now_ms() { local t=${EPOCHREALTIME//[.,]/}; echo $(( t / 1000 )); }
+
+# A psql session fed through a FIFO, answering into another: no process per
+# query, so a polling loop costs one round trip per check.
+bl_sess_open() {
+    local id=$1 node=$2 d in out
+    d=$(mktemp -d /tmp/rr-sess.XXXXXX) || return 1
+    mkfifo "$d/in" "$d/out" || return 1
+    cl_psql "$node" -qAt -F ' ' -v ON_ERROR_STOP=0 <"$d/in" >"$d/out" 2>&1 &
+    BL_SESS_PID[$id]=$!
+    exec {in}>"$d/in" {out}<"$d/out"
+    BL_SESS_IN[$id]=$in BL_SESS_OUT[$id]=$out BL_SESS_DIR[$id]=$d
+    bl_sess_query "$id" "SET client_min_messages = warning; SELECT 1" 10 && [ "$BL_REPLY" = 1 ]
+}
+
+bl_sess_query() {
+    local id=$1 sql=$2 secs=${3:-30} line deadline now
+    BL_REPLY=
+    [ -n "${BL_SESS_PID[$id]:-}" ] || return 1
+    printf '%s;\n\\echo @@end@@\n' "$sql" 2>/dev/null 1>&"${BL_SESS_IN[$id]}" || return 1
+    now=${EPOCHREALTIME//[.,]/}
+    deadline=$(( now + ${secs%%.*} * 1000000 + 1000000 ))
+    while IFS= read -r -t "$secs" line <&"${BL_SESS_OUT[$id]}"; do
+        [ "$line" = "@@end@@" ] && return 0
+        BL_REPLY+=${BL_REPLY:+$'\n'}$line
+        now=${EPOCHREALTIME//[.,]/}
+        [ "$now" -lt "$deadline" ] || return 1
+    done
+    return 1
+}
+
+bl_sess_close() {
+    local id=$1 in out pid
+    pid=${BL_SESS_PID[$id]:-}
+    [ -n "$pid" ] || return 0
+    in=${BL_SESS_IN[$id]} out=${BL_SESS_OUT[$id]}
+    exec {in}>&- {out}<&-
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    rm -rf "${BL_SESS_DIR[$id]}"
+    unset "BL_SESS_PID[$id]" "BL_SESS_IN[$id]" "BL_SESS_OUT[$id]" "BL_SESS_DIR[$id]"
+}
+
+# Statistics of the numeric arguments (empty when there are none).
+bl_median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+bl_median1() { local m; m=$(bl_median "$@"); [ -n "$m" ] && printf '%.1f\n' "$m"; return 0; }
+bl_max() { printf '%s\n' "$@" | sort -g | tail -n 1; }
+bl_min() { printf '%s\n' "$@" | sort -g | head -n 1; }
+bl_mean() { printf '%s\n' "$@" | awk 'NF { s += $1; n++ } END { if (n) printf "%.3f\n", s / n }'; }
+
+bl_wait_until() {
+    local secs=$1 start
+    shift
+    start=$(bl_now_ms)
+    until "$@"; do
+        (( $(bl_now_ms) - start < secs * 1000 )) || return 1
+        sleep 0.02
+    done
+}
+
+bl_machine() {
+    local cpu
+    cpu=$(sed -nE 's/^model name[[:space:]]*: (.*)/\1/p' /proc/cpuinfo | head -n 1)
+    echo "$(nproc) CPUs, ${cpu:-unknown CPU}; $(uname -sr); $("$CL_PGBIN/postgres" --version)"
+}
+
+# bl_nap SECS: a pause without a process (read with a timeout on a FIFO that
+# never gets data); used between polls, never as synchronisation.
+BL_NAP_FD=
+bl_nap() {
+    if [ -z "$BL_NAP_FD" ]; then
+        local d
+        d=$(mktemp -d /tmp/rr-nap.XXXXXX) && mkfifo "$d/f" && exec {BL_NAP_FD}<>"$d/f" && rm -rf "$d"
+    fi
+    read -r -t "$1" -u "$BL_NAP_FD" _
+    return 0
+}
+
+# bl_ms DURATION: a PostgreSQL duration ("100ms", "2s", "1min", "500") in ms.
+bl_ms() {
+    local v=$1
+    case $v in
+        *ms) echo "${v%ms}" ;;
+        *min) echo $(( ${v%min} * 60000 )) ;;
+        *s) echo $(( ${v%s} * 1000 )) ;;
+        *) echo "$v" ;;
+    esac
+}
