@@ -148,28 +148,31 @@ BEGIN
 END
 $$;
 
-CREATE FUNCTION replica_router._check_conninfo(name text, conninfo text) RETURNS void
+-- what names the argument in messages: 'connection string' or
+-- 'pgbouncer connection string'.
+CREATE FUNCTION replica_router._check_conninfo(name text, conninfo text, what text DEFAULT 'connection string')
+RETURNS void
     LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     problem text;
 BEGIN
     IF conninfo IS NULL THEN
-        RAISE EXCEPTION 'connection string must not be null' USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION '% must not be null', what USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF btrim(conninfo) = '' THEN
-        RAISE EXCEPTION 'connection string for replica "%" is empty', name
+        RAISE EXCEPTION '% for replica "%" is empty', what, name
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'An empty connection string would make the worker connect to this server itself.',
-                  HINT = 'Name the replica''s host, e.g. ''host=10.0.0.2 port=5432 dbname=postgres''.';
+                  HINT = 'Name the host, e.g. ''host=10.0.0.2 port=5432 dbname=postgres''.';
     END IF;
     IF length(conninfo) >= 1024 THEN
-        RAISE EXCEPTION 'connection string for replica "%" is too long', name
+        RAISE EXCEPTION '% for replica "%" is too long', what, name
             USING ERRCODE = 'string_data_right_truncation',
                   DETAIL = format('It is %s characters; the limit is 1023.', length(conninfo));
     END IF;
     problem := replica_router._conninfo_error(conninfo);
     IF problem IS NOT NULL THEN
-        RAISE EXCEPTION 'invalid connection string for replica "%"', name
+        RAISE EXCEPTION 'invalid % for replica "%"', what, name
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = problem,
                   HINT = 'Use libpq syntax, e.g. ''host=10.0.0.2 port=5432 user=replica_router dbname=postgres''.';
@@ -180,8 +183,12 @@ $$;
 CREATE FUNCTION replica_router._check_weight(weight integer) RETURNS void
     LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF weight IS NULL OR weight < 0 OR weight > 10000 THEN
-        RAISE EXCEPTION 'invalid weight %', coalesce(weight::text, 'NULL')
+    IF weight IS NULL THEN
+        RAISE EXCEPTION 'weight must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'Leave weight out for the default of 100; 0 drains the replica.';
+    END IF;
+    IF weight < 0 OR weight > 10000 THEN
+        RAISE EXCEPTION 'invalid weight %', weight
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'A weight is an integer from 0 to 10000; 0 drains the replica.';
     END IF;
@@ -203,7 +210,7 @@ BEGIN
         PERFORM replica_router._check_name('zone', zone);
     END IF;
     IF pgbouncer IS NOT NULL THEN
-        PERFORM replica_router._check_conninfo(name, pgbouncer);
+        PERFORM replica_router._check_conninfo(name, pgbouncer, 'pgbouncer connection string');
     END IF;
     -- Serialise registrations so the capacity check holds.
     LOCK TABLE replica_router.nodes IN SHARE ROW EXCLUSIVE MODE;
@@ -266,7 +273,7 @@ BEGIN
         PERFORM replica_router._check_conninfo(name, conninfo);
     END IF;
     IF pgbouncer IS NOT NULL AND pgbouncer <> '' THEN
-        PERFORM replica_router._check_conninfo(name, pgbouncer);
+        PERFORM replica_router._check_conninfo(name, pgbouncer, 'pgbouncer connection string');
     END IF;
     UPDATE replica_router.nodes n
        SET weight = coalesce(alter_replica.weight, n.weight),
@@ -346,8 +353,12 @@ DECLARE
     result replica_router.routes;
 BEGIN
     PERFORM replica_router._check_name('operation', operation);
-    IF target IS NULL OR target NOT IN ('primary', 'replica', 'any') THEN
-        RAISE EXCEPTION 'invalid route target "%"', coalesce(left(target, 80), 'NULL')
+    IF target IS NULL THEN
+        RAISE EXCEPTION 'route target must not be null' USING ERRCODE = 'null_value_not_allowed',
+            HINT = 'A route''s target is primary, replica or any.';
+    END IF;
+    IF target NOT IN ('primary', 'replica', 'any') THEN
+        RAISE EXCEPTION 'invalid route target "%"', left(target, 80)
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'A route''s target is primary, replica or any.';
     END IF;

@@ -33,7 +33,7 @@ SELECT function_privs_are('replica_router', 'remove_replica', ARRAY['text'], 'pu
 SELECT function_privs_are('replica_router', 'alter_replica', ARRAY['text', 'integer', 'boolean', 'text', 'text', 'text'], 'public', ARRAY[]::name[]);
 SELECT function_privs_are('replica_router', 'set_route', ARRAY['text', 'text', 'interval', 'text'], 'public', ARRAY[]::name[]);
 SELECT function_privs_are('replica_router', 'drop_route', ARRAY['text'], 'public', ARRAY[]::name[]);
-SELECT function_privs_are('replica_router', '_check_conninfo', ARRAY['text', 'text'], 'public', ARRAY[]::name[]);
+SELECT function_privs_are('replica_router', '_check_conninfo', ARRAY['text', 'text', 'text'], 'public', ARRAY[]::name[]);
 SELECT function_privs_are('replica_router', '_notify_worker', ARRAY[]::name[], 'public', ARRAY[]::name[]);
 SELECT function_privs_are('replica_router', '_assert_preloaded', ARRAY[]::name[], 'public', ARRAY[]::name[]);
 
