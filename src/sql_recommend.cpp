@@ -174,7 +174,15 @@ Datum recommend(FunctionCallInfo fcinfo)
     Answer a;
     Decision d;
     if (!rr_enabled) {
-        answer_primary(a, local_primary(), "replica_router.enabled is off");
+        // On a standby this server is not the primary: name the one the
+        // replicated heartbeat records, as candidates() does.
+        if (RecoveryInProgress()) {
+            StandbyHints sh;
+            standby_load(sh, args.in.now);
+            answer_primary(a, sh.primary, "replica_router.enabled is off");
+        } else {
+            answer_primary(a, local_primary(), "replica_router.enabled is off");
+        }
         return answer_datum(fcinfo, a);
     }
 

@@ -385,6 +385,19 @@ $s2->poll_query_until('postgres',
 	is( $s2->safe_psql('postgres', "SELECT host || ':' || port FROM replica_router.recommend('write')"),
 		"127.0.0.1:${\ $primary->port}",
 		'recommend(write) on a standby names the primary from the heartbeat');
+
+	# Switched off on the standby: still the primary, never the standby itself.
+	$s2->append_conf('postgresql.conf', 'replica_router.enabled = off');
+	$s2->reload;
+	$s2->poll_query_until('postgres', "SELECT current_setting('replica_router.enabled') = 'off'")
+	  or die 'the standby did not reload';
+	is( $s2->safe_psql('postgres', "SELECT role || '|' || host || ':' || port || '|' || reason FROM replica_router.recommend('read')"),
+		"primary|127.0.0.1:${\ $primary->port}|replica_router.enabled is off",
+		'enabled = off on a standby: recommend() names the primary from the heartbeat');
+	$s2->append_conf('postgresql.conf', 'replica_router.enabled = on');
+	$s2->reload;
+	$s2->poll_query_until('postgres', "SELECT current_setting('replica_router.enabled') = 'on'")
+	  or die 'the standby did not reload';
 }
 
 # The follower reads a standby too (polling).
