@@ -8,6 +8,7 @@
 #   bl_setup                root check, scripts/deps.sh, build unless
 #                           RR_BENCH_BUILD=0, PATH with the PostgreSQL binaries
 #   bl_fresh_cluster        remove a previous cluster in CL_DIR, check ports
+#   bl_start NODE           cl_start, retried when the port is briefly taken
 #   bl_sess_open ID NODE    a psql session on NODE (cl_psql), kept open
 #   bl_sess_query ID SQL [SECS]
 #                           runs SQL there; its output lines in BL_REPLY
@@ -74,6 +75,20 @@ bl_fresh_cluster() {
         cl_destroy || fail "could not remove $CL_DIR"
     fi
     cl_check_ports || fail "ports in use; choose others with the PORT setting"
+}
+
+# bl_start NODE: cl_start, retried twice when the port was taken meanwhile (the
+# ports are in Linux's ephemeral range, so a client socket may hold one for a
+# moment).
+bl_start() {
+    local try
+    for try in 1 2 3; do
+        cl_start "$1" 2>/dev/null && return 0
+        tail -n 5 "$CL_DIR/$1.log" 2>/dev/null | grep -q 'could not bind\|could not create any TCP/IP' || break
+        say "$BL_NAME: port of $1 taken, retrying"
+        sleep 2
+    done
+    cl_start "$1"
 }
 
 bl_now_us() { local t=${EPOCHREALTIME//[.,]/}; echo "$t"; }
