@@ -115,11 +115,15 @@ figure() { FIGURES+=("$1"); note "  ${B}>> $1${R}"; }
 # Everything the demo starts, stopped: follower, pgbench, pgbouncer, servers;
 # then nothing of it may be left.
 stop_everything() {
-    local rc=0 left pid i
-    dm_kill follower TERM || rc=1
-    dm_kill pgbench INT || rc=1
-    dm_kill pgbouncer TERM || rc=1
-    cl_stop_all || rc=1
+    local rc=0 left pid i node pids=()
+    dm_kill follower TERM & pids+=($!)
+    dm_kill pgbench INT & pids+=($!)
+    dm_kill pgbouncer TERM & pids+=($!)
+    # Immediate shutdown: the data is thrown away, no checkpoint needed.
+    if [ -d "$DEMO_DIR" ]; then
+        for node in $(cl_existing_nodes); do cl_stop "$node" immediate & pids+=($!); done
+    fi
+    for pid in "${pids[@]}"; do wait "$pid" || rc=1; done
     # Reaping a stopped postmaster takes a moment; anything still there after
     # that is one of ours (found by its arguments): stop it by pid.
     for ((i = 0; i < 50; i++)); do
@@ -217,15 +221,29 @@ step "Creating the primary (initdb)" cl_create_primary \
     "replica_router.max_lag = '${MAX_LAG}s'" \
     "replica_router.lag_warning = '1s'" \
     "replica_router.lag_critical = '${LAG_CRITICAL}s'" \
+    "log_timezone = 'UTC'" \
     || die "could not create the primary"
-step "Starting the primary on port $DEMO_PORT" cl_start primary || die "the primary did not start"
+# start_node NODE: cl_start, retried when the port was taken meanwhile: the
+# demo's ports lie in Linux's ephemeral range, so a client connection
+# elsewhere on the machine can hold one for a moment.
+start_node() {
+    local i
+    for ((i = 1; i <= 5; i++)); do
+        cl_start "$1" && return 0
+        grep -q 'Address already in use' "$DEMO_DIR/$1.log" 2>/dev/null || return 1
+        echo "port $(cl_port "$1") busy for a moment; retrying" >&2
+        sleep 1
+    done
+    return 1
+}
+step "Starting the primary on port $DEMO_PORT" start_node primary || die "the primary did not start"
 each_replica() {  # each_replica FN: FN r1 & FN r2 & ..., all must succeed
     local k pids=() rc=0 p
     for ((k = 1; k <= NREPL; k++)); do "$1" "$k" & pids+=($!); done
     for p in "${pids[@]}"; do wait "$p" || rc=1; done
     return $rc
 }
-start_k() { cl_start "r$1"; }
+start_k() { start_node "r$1"; }
 step "Cloning r1-r$NREPL (pg_basebackup -R, in parallel)" each_replica cl_create_replica || die "could not clone the replicas"
 step "Starting r1-r$NREPL (streaming from the primary)" each_replica start_k || die "the replicas did not start"
 
@@ -274,9 +292,16 @@ FOLLOW=("$FOLLOWER" --source "host=$DEMO_DIR port=$DEMO_PORT dbname=postgres use
         --interval 1s)
 first_file() { cl_as_pg "${FOLLOW[@]}" --once; }
 step "replica_router_follower --once (pgbouncer needs the file at start)" first_file || die "the follower could not write $DM_INCLUDE"
-cl_as_pg "$PGBOUNCER" -d -q "$BDIR/pgbouncer.ini" || die "pgbouncer did not start (see $DEMO_DIR/pgbouncer.log)"
 bouncer_up() { [ -n "$(dm_probe "$DM_WRITE_ALIAS")" ]; }
-dm_wait "waiting for pgbouncer" 10 bouncer_up || die "pgbouncer does not answer (see $DEMO_DIR/pgbouncer.log)"
+for ((try = 1; ; try++)); do  # retried like start_node when its port was taken meanwhile
+    cl_as_pg "$PGBOUNCER" -d -q "$BDIR/pgbouncer.ini" || die "pgbouncer did not start (see $DEMO_DIR/pgbouncer.log)"
+    dm_wait "waiting for pgbouncer" 10 bouncer_up && break
+    dm_running pgbouncer && die "pgbouncer does not answer (see $DEMO_DIR/pgbouncer.log)"
+    if [ "$try" -ge 5 ] || ! grep -q 'Address already in use' "$DEMO_DIR/pgbouncer.log"; then
+        die "pgbouncer did not start (see $DEMO_DIR/pgbouncer.log)"
+    fi
+    sleep 1
+done
 dm_spawn follower "${FOLLOW[@]}" --pgbouncer "host=127.0.0.1 port=$BOUNCER_PORT dbname=pgbouncer user=postgres" \
     || die "the follower did not start"
 follower_ready() { grep -q 'pgbouncer at .* reloaded' "$DEMO_DIR/follower.log" 2>/dev/null; }
@@ -323,32 +348,51 @@ note "  30 calls, all $NREPL replicas named; the primary gets none (it is for wr
 pause
 
 # --- Act 2: paused replay -------------------------------------------------------
-read_target
-V=$READ_NODE VPORT=$READ_PORT
-title "$V stops replaying WAL (pg_wal_replay_pause) while pgbench writes"
-note "replica_router.max_lag = ${MAX_LAG}s here; lag_warning = 1s, lag_critical = ${LAG_CRITICAL}s. $V is where $DM_READ_ALIAS points."
-show "SELECT pg_wal_replay_pause();" "$V"
-TP=$(cl_now_ms)
 sev_is() { [ "$(cl_sql "SELECT severity FROM replica_router.lag WHERE node = '$1'" 2>/dev/null)" = "$2" ]; }
 recommend_count() {  # how many of 30 recommend('read') calls name $1
     cl_sql "SELECT count(*) FILTER (WHERE node = '$1') FROM (SELECT (replica_router.recommend('read')).node FROM generate_series(1, 30)) x" 2>/dev/null
 }
 not_recommended() { [ "$(recommend_count "$1")" = 0 ]; }
 recommended() { local n; n=$(recommend_count "$1"); [ -n "$n" ] && [ "$n" -gt 0 ]; }
-# alias_moved_from PORT: a connection through the read alias lands elsewhere.
-alias_moved_from() { PROBE=$(dm_probe "$DM_READ_ALIAS"); [ -n "$PROBE" ] && [ "$PROBE" != "$1" ]; }
+# file_moved_from NODE: the follower's file points the read alias elsewhere.
+file_moved_from() { read_target; [ "$READ_NODE" != "$1" ]; }
+# probe_lands PORT: a new connection through the read alias lands on PORT.
+probe_lands() { [ "$(dm_probe "$DM_READ_ALIAS")" = "$1" ]; }
 since() { dm_fmt_ms $(( $(cl_now_ms) - $1 )); }
+# Times from the logs (exact, unlike polling from here): the worker logs each
+# state change, the servers their shutdown and start, the follower its writes.
+worker_logged() { dm_log_ms "$DEMO_DIR/primary.log" "replica_router: replica \"$1\" is now $2"; }
+ms_between() { if [ -n "$1" ] && [ -n "$2" ]; then echo $(( $2 - $1 )); else echo "?"; fi; }
 
+# follow NODE SINCE_MS WHAT: the follower moves the read alias off NODE, and a
+# new connection through pgbouncer lands where the file says.
+follow() {
+    local node=$1 since_ms=$2 what=$3 wrote t
+    dm_wait "waiting for the follower to point $DM_READ_ALIAS away from $node" 15 file_moved_from "$node" \
+        || die "the follower still points $DM_READ_ALIAS at $node"
+    wrote=$(dm_log_ms "$DEMO_DIR/follower.log" "wrote $DM_INCLUDE: $DM_READ_ALIAS -> $READ_NODE ")
+    figure "the follower pointed $DM_READ_ALIAS at $READ_NODE and reloaded pgbouncer $(ms_between "$since_ms" "$wrote") ms after $what (NOTIFY from the worker)"
+    t=$(cl_now_ms)
+    dm_wait "waiting for a new connection through $DM_READ_ALIAS to land on $READ_NODE" 15 probe_lands "$READ_PORT" \
+        || die "connections through $DM_READ_ALIAS do not land on $READ_NODE"
+    note "  A new connection through pgbouncer's $DM_READ_ALIAS lands on $READ_NODE ($(since "$t") after the rewrite was seen here)."
+}
+
+read_target
+V=$READ_NODE VPORT=$READ_PORT
+title "$V stops replaying WAL (pg_wal_replay_pause) while pgbench writes"
+note "replica_router.max_lag = ${MAX_LAG}s here; lag_warning = 1s, lag_critical = ${LAG_CRITICAL}s. $V is where $DM_READ_ALIAS points."
+TP=$(cl_now_ms)
+show "SELECT pg_wal_replay_pause();" "$V"
 dm_wait "waiting for $V's severity to be warning (replay paused)" 10 sev_is "$V" warning \
     || die "$V's severity did not become warning"
-figure "$V severity warning $(since "$TP") after the pause (lag.replay_paused)"
+figure "$V severity warning $(since "$TP") after the pause (lag.replay_paused; the worker polls every 200ms)"
 dm_wait "waiting for $V to be lagging (lag > ${MAX_LAG}s)" 30 state_is "$V" lagging || die "$V did not become lagging"
-figure "$V lagging $(since "$TP") after the pause"
+T_LAGGING=$(worker_logged "$V" lagging) || T_LAGGING=$(cl_now_ms)
+figure "$V lagging $(dm_fmt_ms $(( T_LAGGING - TP ))) after the pause, its replay lag past max_lag"
 not_recommended "$V" || die "recommend('read') still names $V although it is lagging"
 note "  From then on recommend('read') leaves $V out (checked: 0 of 30 calls name it)."
-dm_wait "waiting for $DM_READ_ALIAS to move away from $V" 15 alias_moved_from "$VPORT" \
-    || die "$DM_READ_ALIAS still lands on $V"
-figure "pgbouncer's $DM_READ_ALIAS moved to $(dm_node_of_port "$PROBE") $(since "$TP") after the pause"
+follow "$V" "$T_LAGGING" "$V was marked lagging"
 dm_wait "waiting for $V's severity to be critical (lag >= ${LAG_CRITICAL}s)" 30 sev_is "$V" critical \
     || die "$V's severity did not become critical"
 figure "$V severity critical $(since "$TP") after the pause"
@@ -358,11 +402,12 @@ probe_show
 pause
 
 title "$V replays again (pg_wal_replay_resume)"
-show "SELECT pg_wal_replay_resume();" "$V"
 TR=$(cl_now_ms)
+show "SELECT pg_wal_replay_resume();" "$V"
 dm_wait "waiting for $V to catch up and pass the damping polls" 30 state_is "$V" healthy \
     || die "$V did not become healthy again"
-figure "$V healthy again $(since "$TR") after the resume (lag under 80% of max_lag, then recovery_polls = 3 good polls)"
+T_BACK=$(worker_logged "$V" healthy) || T_BACK=$(cl_now_ms)
+figure "$V healthy again $(dm_fmt_ms $(( T_BACK - TR ))) after the resume (lag under 80% of max_lag, then recovery_polls = 3 good polls)"
 dm_wait "waiting for recommend('read') to name $V again" 5 recommended "$V" || die "recommend('read') does not name $V again"
 read_target
 note "  $DM_READ_ALIAS stays on $READ_NODE: the follower keeps a replica while it still qualifies (no needless reload)."
@@ -378,29 +423,30 @@ SPID=$(sed -n 1p "$(cl_datadir "$S")/postmaster.pid") || die "$S is not running"
 kill -INT "$SPID" || die "could not signal $S's postmaster ($SPID)"
 TS=$(cl_now_ms)
 dm_wait "waiting for $S to leave the rotation" 10 state_is "$S" down || die "$S was not marked down"
-DOWN_MS=$(( $(cl_now_ms) - TS ))
 gone() { ! cl_pid_alive "$SPID"; }
 dm_wait "waiting for $S's postmaster to exit" 30 gone || die "$S did not stop"
-STOPPED_MS=$(( $(cl_now_ms) - TS ))
-figure "$S left the rotation $DOWN_MS ms after it was told to stop (its shutdown took $STOPPED_MS ms)"
-# Detection is a matter of milliseconds (the worker sees the connection
-# close); the limit leaves room for a busy CI machine.
-[ "$DOWN_MS" -lt 5000 ] || die "$S took $DOWN_MS ms to leave the rotation"
+T_REQ=$(dm_log_ms "$DEMO_DIR/$S.log" "received fast shutdown request") || T_REQ=$TS
+T_DOWN=$(worker_logged "$S" down) || T_DOWN=$(cl_now_ms)
+T_EXIT=$(dm_log_ms "$DEMO_DIR/$S.log" "database system is shut down") || T_EXIT=$(cl_now_ms)
+DOWN_MS=$(( T_DOWN - T_REQ ))
+figure "$S left the rotation $DOWN_MS ms after it received the shutdown request (its shutdown took $(( T_EXIT - T_REQ )) ms)"
+# Detection takes milliseconds (the worker sees the connection close); the
+# limit leaves room for a busy CI machine.
+[ "$DOWN_MS" -lt 2000 ] || die "$S took $DOWN_MS ms to leave the rotation"
 not_recommended "$S" || die "recommend('read') still names $S"
-dm_wait "waiting for $DM_READ_ALIAS to move away from $S" 15 alias_moved_from "$SPORT" \
-    || die "$DM_READ_ALIAS still lands on $S"
-figure "pgbouncer's $DM_READ_ALIAS moved to $(dm_node_of_port "$PROBE") $(since "$TS") after $S was told to stop"
+follow "$S" "$T_DOWN" "$S was marked down"
 dm_snapshot
 probe_show
 [ "$PROBE" != "$SPORT" ] || die "$DM_READ_ALIAS still lands on $S"
 pause
 
 title "$S is started again"
-step "Starting $S (pg_ctl start -w)" cl_start "$S" || die "$S did not start again"
-TU=$(cl_now_ms)
+step "Starting $S (pg_ctl start -w)" start_node "$S" || die "$S did not start again"
 dm_wait "waiting for $S to pass the damping polls (recovery_polls = 3)" 30 state_is "$S" healthy \
     || die "$S did not become healthy again"
-figure "$S back in rotation $(since "$TU") after it accepted connections again (3 good polls at poll_interval 200ms)"
+T_READY=$(dm_log_ms "$DEMO_DIR/$S.log" "database system is ready to accept read-only connections") || T_READY=$(cl_now_ms)
+T_BACK=$(worker_logged "$S" healthy) || T_BACK=$(cl_now_ms)
+figure "$S back in rotation $(( T_BACK - T_READY )) ms after it accepted connections again (it caught up, then 3 good polls at poll_interval 200ms)"
 dm_wait "waiting for recommend('read') to name $S again" 5 recommended "$S" || die "recommend('read') does not name $S again"
 dm_snapshot
 

@@ -108,6 +108,22 @@ dm_leftovers() {
     return 0
 }
 
+# ---------------------------------------------------------------- log times
+
+# dm_log_ms FILE TEXT: the time (ms since the epoch) of the last line of FILE
+# that contains TEXT; PostgreSQL's log_line_prefix '%m ...' (log_timezone
+# UTC) or the follower's ISO stamp.
+dm_log_ms() {
+    local line
+    line=$(grep -F -- "$2" "$1" 2>/dev/null | tail -n 1)
+    [ -n "$line" ] || return 1
+    if [[ $line =~ ^([0-9]{4}-[0-9]{2}-[0-9]{2})[\ T]([0-9:.]+)(\ UTC|Z) ]]; then
+        date -u -d "${BASH_REMATCH[1]} ${BASH_REMATCH[2]}" +%s%3N 2>/dev/null
+    else
+        return 1
+    fi
+}
+
 # ---------------------------------------------------------------- the table
 
 # Where an alias of the include file points: "node port", e.g. "r2 55442".
@@ -210,13 +226,13 @@ dm_draw() {
     dm_print_frame
 }
 
-# A line of story above the live table (which is redrawn below it).
+# A line of story above the live table, which is then redrawn below it.
 dm_say() {
     if [ "$DM_TTY" = 1 ] && [ "$DM_LINES" -gt 0 ]; then
         printf '\e[%dA\r\e[J' "$DM_LINES"
         DM_LINES=0
         printf '%s\n' "$@"
-        DM_FRAME[${#DM_FRAME[@]}-1]=""
+        dm_build_frame ""
         dm_print_frame
     else
         printf '%s\n' "$@"
@@ -237,11 +253,11 @@ dm_snapshot() {
     fi
 }
 
-# Leaves the live table where it is; the next output goes below it.
+# Leaves the live table where it is (without its footer); the next output
+# goes below it.
 dm_release() {
     if [ "$DM_TTY" = 1 ] && [ "$DM_LINES" -gt 0 ]; then
-        DM_FRAME[${#DM_FRAME[@]}-1]=""
-        printf '\e[%dA' "$DM_LINES"
+        unset 'DM_FRAME[${#DM_FRAME[@]}-1]'
         dm_print_frame
     fi
     DM_LINES=0
