@@ -157,7 +157,7 @@ STEP_PID="" STEP_LOG=""
 die() {
     [ "$DYING" = 1 ] && exit 1
     DYING=1
-    dm_release
+    if [ "$DM_LINES" -gt 0 ]; then dm_release; elif [ "$DM_TTY" = 1 ]; then echo; fi
     echo "demo: $*" >&2
     # End a step still running (interrupted): its server, if it was starting
     # one, has written postmaster.pid by then and is stopped below.
@@ -193,7 +193,9 @@ if [ "$mode" = stop ]; then
 fi
 
 T0=$(cl_now_ms)
-trap 'echo; die "interrupted"' INT TERM
+trap 'die "interrupted"' INT TERM
+trap dm_tty_restore EXIT
+dm_tty_setup
 
 title "replica_router demo: a primary, $NREPL streaming replicas and pgbouncer on 127.0.0.1"
 note "Data, sockets and logs in $DEMO_DIR; primary on port $DEMO_PORT, r1-r$NREPL on $(cl_port r1)-$(cl_port "r$NREPL"), pgbouncer on $BOUNCER_PORT."
@@ -395,7 +397,8 @@ note "  From then on recommend('read') leaves $V out (checked: 0 of 30 calls nam
 follow "$V" "$T_LAGGING" "$V was marked lagging"
 dm_wait "waiting for $V's severity to be critical (lag >= ${LAG_CRITICAL}s)" 30 sev_is "$V" critical \
     || die "$V's severity did not become critical"
-figure "$V severity critical $(since "$TP") after the pause"
+VLAG=$(cl_sql "SELECT round(lag_seconds::numeric, 1) FROM replica_router.status WHERE node = '$V'")
+figure "$V severity critical, its lag ${VLAG:-?} s >= lag_critical ${LAG_CRITICAL}s (seen $(since "$TP") after the pause)"
 dm_snapshot
 probe_show
 [ "$PROBE" != "$VPORT" ] || die "$DM_READ_ALIAS still lands on $V"
@@ -479,7 +482,8 @@ Authentication is trust: loopback only, throwaway.
 Try:  SELECT * FROM replica_router.recommend('read');
       SELECT * FROM replica_router.status;
       SELECT node, state, replay_lag, severity FROM replica_router.lag;
-      psql -h $DEMO_DIR -p $(cl_port r1) -U postgres -c 'SELECT pg_wal_replay_pause()'   # and watch
+      SELECT node, state, lag, connections FROM replica_router.status \watch 0.5
+      (then, in another shell: psql -h $DEMO_DIR -p $(cl_port r1) -U postgres -c 'SELECT pg_wal_replay_pause()')
 
 Stop everything (servers, pgbouncer, follower):
     $SELF --stop

@@ -310,14 +310,35 @@ dm_watch() {
     done
 }
 
-# dm_pause_live PROMPT: keeps the table live until a key is pressed.
+# dm_pause_live PROMPT: keeps the table live until a key is pressed, then
+# erases it (keys pressed earlier do not count).
 dm_pause_live() {
     local key
+    while read -rsn1 -t 0.01 key </dev/tty; do :; done
     while :; do
         dm_draw "  $1"
         if read -rsn1 -t 0.25 key </dev/tty; then
             break
         fi
     done
+    if [ "$DM_TTY" = 1 ] && [ "$DM_LINES" -gt 0 ]; then
+        printf '\e[%dA\r\e[J' "$DM_LINES"
+        DM_LINES=0
+    fi
     : "$key"
+}
+
+# On a terminal: no echo of keys typed meanwhile and no cursor while the
+# table is redrawn; dm_tty_restore puts both back (call it on exit).
+DM_STTY=""
+dm_tty_setup() {
+    [ "$DM_TTY" = 1 ] && [ -t 0 ] || return 0
+    DM_STTY=$(stty -g 2>/dev/null) && stty -echo 2>/dev/null
+    printf '\e[?25l'
+}
+dm_tty_restore() {
+    [ "$DM_TTY" = 1 ] || return 0
+    [ -n "$DM_STTY" ] && stty "$DM_STTY" 2>/dev/null
+    DM_STTY=""
+    printf '\e[?25h'
 }
