@@ -81,8 +81,8 @@ bl_fresh_cluster() {
 # ports are in Linux's ephemeral range, so a client socket may hold one for a
 # moment).
 bl_start() {
-    local try
-    for try in 1 2 3; do
+    local _try
+    for _try in 1 2 3; do
         cl_start "$1" 2>/dev/null && return 0
         tail -n 5 "$CL_DIR/$1.log" 2>/dev/null | grep -q 'could not bind\|could not create any TCP/IP' || break
         say "$BL_NAME: port of $1 taken, retrying"
