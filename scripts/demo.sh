@@ -43,7 +43,7 @@ for arg in "$@"; do
         --headless) mode=headless; teardown=1 ;;
         --teardown) teardown=1 ;;
         --stop) mode=stop ;;
-        -h|--help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "usage: $0 [--headless | --teardown | --stop]" >&2; exit 2 ;;
     esac
 done
