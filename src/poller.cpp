@@ -209,6 +209,8 @@ bool Poller::begin_connect(Micros now, const char *hostaddr)
         return fail("out of memory while starting a connection");
     if (PQstatus(conn_) == CONNECTION_BAD)
         return fail(first_line(PQerrorMessage(conn_)));
+    goodbye_[0] = '\0';
+    PQsetNoticeReceiver(conn_, &Poller::notice_receiver, this);
     phase_ = Phase::connecting;
     wants_ = Wants::write; // as if PQconnectPoll had answered PGRES_POLLING_WRITING
     deadline_ = connect_deadline_;
@@ -310,6 +312,12 @@ bool Poller::step_query(Micros now)
     }
     if (PQconsumeInput(conn_) == 0)
         return fail(first_line(PQerrorMessage(conn_)));
+    // An error while libpq still waits for ReadyForQuery: the poll query
+    // itself never fails, so this is a server going away (a FATAL is never
+    // followed by ReadyForQuery). Waiting for the socket to close could
+    // take as long as the backend's exit.
+    if (PQisBusy(conn_) != 0 && PQerrorMessage(conn_)[0] != '\0')
+        return fail(first_line(PQerrorMessage(conn_)));
 
     PollResult r;
     bool got_row = false;
@@ -403,13 +411,28 @@ void Poller::parse_pools(const PGresult *res, PollResult &r)
     }
 }
 
+// A server that shuts down or terminates the backend sends a FATAL and only
+// closes the socket once the backend has exited, which can take a hundred
+// milliseconds or more. The FATAL is the earliest sign: act on it.
+void Poller::notice_receiver(void *arg, const ::pg_result *res) noexcept
+{
+    auto *self = static_cast<Poller *>(arg);
+    const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (severity == nullptr || (strcmp(severity, "FATAL") != 0 && strcmp(severity, "PANIC") != 0))
+        return;
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    snprintf(self->goodbye_, sizeof self->goodbye_, "%s: %s", severity, msg != nullptr ? msg : "(no message)");
+}
+
 bool Poller::step_ready(Micros now)
 {
     (void) now;
     // Nothing is expected on an idle connection: readable means the server
     // said goodbye (shutdown, terminated backend) or the connection broke.
     if (PQconsumeInput(conn_) == 0 || PQstatus(conn_) == CONNECTION_BAD)
-        return lose(first_line(PQerrorMessage(conn_)));
+        return lose(goodbye_[0] != '\0' ? std::string(goodbye_) : first_line(PQerrorMessage(conn_)));
+    if (goodbye_[0] != '\0')
+        return lose(goodbye_);
     if (PQisBusy(conn_) == 0) {
         if (PGresult *res = PQgetResult(conn_)) {
             std::string why = first_line(PQresultErrorMessage(res));

@@ -107,6 +107,10 @@ private:
     Phase phase_ = Phase::idle;
     pg_conn *conn_ = nullptr;
     bool fd_held_ = false;
+    // A FATAL the server sent on this connection (libpq hands errors that
+    // arrive outside a query to the notice receiver); empty when none.
+    char goodbye_[256] = "";
+    static void notice_receiver(void *arg, const ::pg_result *res) noexcept;
     Wants wants_ = Wants::nothing;
     Micros deadline_ = 0;
     Micros connect_deadline_ = 0;
