@@ -61,11 +61,14 @@ if [ "${RR_NETNS:-1}" = 1 ] && [ "$(id -u)" -eq 0 ]; then
 fi
 
 # Short versions of the load and soak benchmarks (root: they start their own
-# clusters). RR_BENCH=0 skips them.
+# clusters). RR_BENCH=0 skips them. The load run's window is wider than the
+# benchmark's 0.6 s: with 32 pgbench clients on two cores the stopping
+# replica itself is starved of CPU, and its FATAL can leave 0.9 s after
+# pg_ctl was called. The test is that reads leave it, not how fast.
 if [ "${RR_BENCH:-1}" = 1 ] && [ "$(id -u)" -eq 0 ]; then
     for b in load soak; do
         echo "== $b (short)"
-        if RR_LOAD_BUILD=0 RR_SOAK_BUILD=0 RR_LOAD_SECONDS=8 RR_LOAD_FLAP=2 RR_SOAK_ROUNDS=3000 RR_SOAK_SAMPLE=500 \
+        if RR_LOAD_BUILD=0 RR_SOAK_BUILD=0 RR_LOAD_SECONDS=8 RR_LOAD_FLAP=2 RR_LOAD_WINDOW=1.5 RR_SOAK_ROUNDS=3000 RR_SOAK_SAMPLE=500 \
             RR_SOAK_WARMUP=1000 "$WORK/bench/$b" >"$WORK/$b.out" 2>&1; then
             tail -4 "$WORK/$b.out"
             echo "$b: 1 passed, 0 failed"
