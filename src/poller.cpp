@@ -17,7 +17,10 @@ namespace rr {
 
 namespace {
 
-// One round trip tells us everything we need about the replica.
+// One round trip tells us everything we need about the replica. It calls the
+// functions behind pg_stat_activity and pg_stat_wal_receiver, not the views:
+// planning the views' joins with the catalogs cost the standby about 1.5 ms
+// per poll, more than all the rest of the query.
 constexpr const char *kPollQuery =
     "SELECT pg_catalog.pg_is_in_recovery(),"
     " pg_catalog.pg_last_wal_receive_lsn(),"
@@ -25,7 +28,7 @@ constexpr const char *kPollQuery =
     " floor(extract(epoch FROM pg_catalog.pg_last_xact_replay_timestamp()) * 1000000)::int8,"
     " CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END,"
     " (SELECT system_identifier FROM pg_catalog.pg_control_system()),"
-    " COALESCE((SELECT received_tli FROM pg_catalog.pg_stat_wal_receiver),"
+    " COALESCE((SELECT received_tli FROM pg_catalog.pg_stat_get_wal_receiver() WHERE pid IS NOT NULL),"
     "          (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint())),"
     " a.total, pg_catalog.current_setting('max_connections')::int4,"
     " a.active, a.idle, a.idle_in_xact, a.waiting,"
@@ -39,8 +42,8 @@ constexpr const char *kPollQuery =
     "              count(*) FILTER (WHERE state = 'idle') AS idle,"
     "              count(*) FILTER (WHERE state LIKE 'idle in transaction%') AS idle_in_xact,"
     "              count(*) FILTER (WHERE wait_event_type = 'Lock') AS waiting"
-    "         FROM pg_catalog.pg_stat_activity WHERE backend_type = 'client backend') a"
-    " LEFT JOIN pg_catalog.pg_stat_wal_receiver w ON true";
+    "         FROM pg_catalog.pg_stat_get_activity(NULL) WHERE backend_type = 'client backend') a"
+    " LEFT JOIN (SELECT * FROM pg_catalog.pg_stat_get_wal_receiver() WHERE pid IS NOT NULL) w ON true";
 
 constexpr Micros kUnixToPgEpoch = 946'684'800LL * 1'000'000LL;
 constexpr Micros kDnsRecheck = 10'000; // how often to look at a pending lookup
