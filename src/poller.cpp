@@ -19,8 +19,8 @@ namespace {
 
 // One round trip tells us everything we need about the replica. It calls the
 // functions behind pg_stat_activity and pg_stat_wal_receiver, not the views:
-// planning the views' joins with the catalogs cost the standby about 1.5 ms
-// per poll, more than all the rest of the query.
+// with the views (and their joins with the catalogs) a poll cost the standby
+// 3-4 ms, without them about 0.5 ms.
 constexpr const char *kPollQuery =
     "SELECT pg_catalog.pg_is_in_recovery(),"
     " pg_catalog.pg_last_wal_receive_lsn(),"
