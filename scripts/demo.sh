@@ -225,27 +225,14 @@ step "Creating the primary (initdb)" cl_create_primary \
     "replica_router.lag_critical = '${LAG_CRITICAL}s'" \
     "log_timezone = 'UTC'" \
     || die "could not create the primary"
-# start_node NODE: cl_start, retried when the port was taken meanwhile: the
-# demo's ports lie in Linux's ephemeral range, so a client connection
-# elsewhere on the machine can hold one for a moment.
-start_node() {
-    local i
-    for ((i = 1; i <= 5; i++)); do
-        cl_start "$1" && return 0
-        grep -q 'Address already in use' "$DEMO_DIR/$1.log" 2>/dev/null || return 1
-        echo "port $(cl_port "$1") busy for a moment; retrying" >&2
-        sleep 1
-    done
-    return 1
-}
-step "Starting the primary on port $DEMO_PORT" start_node primary || die "the primary did not start"
+step "Starting the primary on port $DEMO_PORT" cl_start primary || die "the primary did not start"
 each_replica() {  # each_replica FN: FN r1 & FN r2 & ..., all must succeed
     local k pids=() rc=0 p
     for ((k = 1; k <= NREPL; k++)); do "$1" "$k" & pids+=($!); done
     for p in "${pids[@]}"; do wait "$p" || rc=1; done
     return $rc
 }
-start_k() { start_node "r$1"; }
+start_k() { cl_start "r$1"; }
 step "Cloning r1-r$NREPL (pg_basebackup -R, in parallel)" each_replica cl_create_replica || die "could not clone the replicas"
 step "Starting r1-r$NREPL (streaming from the primary)" each_replica start_k || die "the replicas did not start"
 
@@ -295,7 +282,7 @@ FOLLOW=("$FOLLOWER" --source "host=$DEMO_DIR port=$DEMO_PORT dbname=postgres use
 first_file() { cl_as_pg "${FOLLOW[@]}" --once; }
 step "replica_router_follower --once (pgbouncer needs the file at start)" first_file || die "the follower could not write $DM_INCLUDE"
 bouncer_up() { [ -n "$(dm_probe "$DM_WRITE_ALIAS")" ]; }
-for ((try = 1; ; try++)); do  # retried like start_node when its port was taken meanwhile
+for ((try = 1; ; try++)); do  # retried like cl_start when its port was taken meanwhile
     cl_as_pg "$PGBOUNCER" -d -q "$BDIR/pgbouncer.ini" || die "pgbouncer did not start (see $DEMO_DIR/pgbouncer.log)"
     dm_wait "waiting for pgbouncer" 10 bouncer_up && break
     dm_running pgbouncer && die "pgbouncer does not answer (see $DEMO_DIR/pgbouncer.log)"
@@ -444,7 +431,7 @@ probe_show
 pause
 
 title "$S is started again"
-step "Starting $S (pg_ctl start -w)" start_node "$S" || die "$S did not start again"
+step "Starting $S (pg_ctl start -w)" cl_start "$S" || die "$S did not start again"
 dm_wait "waiting for $S to pass the damping polls (recovery_polls = 3)" 30 state_is "$S" healthy \
     || die "$S did not become healthy again"
 T_READY=$(dm_log_ms "$DEMO_DIR/$S.log" "database system is ready to accept read-only connections") || T_READY=$(cl_now_ms)

@@ -432,10 +432,11 @@ bool Poller::step_ready(Micros now)
     (void) now;
     // Nothing is expected on an idle connection: readable means the server
     // said goodbye (shutdown, terminated backend) or the connection broke.
-    if (PQconsumeInput(conn_) == 0 || PQstatus(conn_) == CONNECTION_BAD)
-        return lose(goodbye_[0] != '\0' ? std::string(goodbye_) : first_line(PQerrorMessage(conn_)));
+    bool broken = PQconsumeInput(conn_) == 0 || PQstatus(conn_) == CONNECTION_BAD;
     if (goodbye_[0] != '\0')
         return lose(goodbye_);
+    if (broken)
+        return lose(first_line(PQerrorMessage(conn_)));
     if (PQisBusy(conn_) == 0) {
         if (PGresult *res = PQgetResult(conn_)) {
             std::string why = first_line(PQresultErrorMessage(res));

@@ -164,6 +164,17 @@ Datum answer_datum(FunctionCallInfo fcinfo, const Answer &a)
     return HeapTupleGetDatum(heap_form_tuple(desc, v, nulls));
 }
 
+// Where clients reach the primary: this server, or on a standby the primary
+// that the replicated heartbeat records (never the standby itself).
+PrimaryInfo current_primary(Micros now)
+{
+    if (!RecoveryInProgress())
+        return local_primary();
+    StandbyHints sh;
+    standby_load(sh, now);
+    return sh.primary;
+}
+
 Datum recommend(FunctionCallInfo fcinfo)
 {
     SharedState *s = shmem_require();
@@ -174,15 +185,7 @@ Datum recommend(FunctionCallInfo fcinfo)
     Answer a;
     Decision d;
     if (!rr_enabled) {
-        // On a standby this server is not the primary: name the one the
-        // replicated heartbeat records, as candidates() does.
-        if (RecoveryInProgress()) {
-            StandbyHints sh;
-            standby_load(sh, args.in.now);
-            answer_primary(a, sh.primary, "replica_router.enabled is off");
-        } else {
-            answer_primary(a, local_primary(), "replica_router.enabled is off");
-        }
+        answer_primary(a, current_primary(args.in.now), "replica_router.enabled is off");
         return answer_datum(fcinfo, a);
     }
 
@@ -224,7 +227,7 @@ Datum recommend(FunctionCallInfo fcinfo)
     report_decision_error(args, d);
     if (d.outcome != Outcome::replica) {
         if (!have_primary)
-            primary = local_primary();
+            primary = current_primary(args.in.now);
         answer_primary(a, primary, d.reason);
     }
     return answer_datum(fcinfo, a);

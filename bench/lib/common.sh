@@ -8,13 +8,14 @@
 #   bl_setup                root check, scripts/deps.sh, build unless
 #                           RR_BENCH_BUILD=0, PATH with the PostgreSQL binaries
 #   bl_fresh_cluster        remove a previous cluster in CL_DIR, check ports
-#   bl_start NODE           cl_start, retried when the port is briefly taken
 #   bl_sess_open ID NODE    a psql session on NODE (cl_psql), kept open
 #   bl_sess_query ID SQL [SECS]
 #                           runs SQL there; its output lines in BL_REPLY
 #                           (errors too); non-zero when no answer within SECS
 #   bl_sess_close ID
-#   bl_now_ms / bl_now_us   the host clock (EPOCHREALTIME)
+#   bl_now_us               the host clock (EPOCHREALTIME; cl_now_ms in ms)
+#   bl_cpu_ticks PID        user + system CPU of a process, clock ticks
+#   bl_pq SQL [SECS]        bl_sess_query in session "p", failing on an error
 #   bl_median / bl_median1 (one decimal) / bl_min / bl_max / bl_mean
 #                           of the numbers given as arguments
 #   bl_wait_until SECS CMD..  runs CMD every 20 ms until it succeeds or SECS pass
@@ -77,22 +78,13 @@ bl_fresh_cluster() {
     cl_check_ports || fail "ports in use; choose others with the PORT setting"
 }
 
-# bl_start NODE: cl_start, retried twice when the port was taken meanwhile (the
-# ports are in Linux's ephemeral range, so a client socket may hold one for a
-# moment).
-bl_start() {
-    local _try
-    for _try in 1 2 3; do
-        cl_start "$1" 2>/dev/null && return 0
-        tail -n 5 "$CL_DIR/$1.log" 2>/dev/null | grep -q 'could not bind\|could not create any TCP/IP' || break
-        say "$BL_NAME: port of $1 taken, retrying"
-        sleep 2
-    done
-    cl_start "$1"
-}
-
 bl_now_us() { local t=${EPOCHREALTIME//[.,]/}; echo "$t"; }
-bl_now_ms() { local t=${EPOCHREALTIME//[.,]/}; echo $(( t / 1000 )); }
+
+# bl_cpu_ticks PID: user + system CPU of a process, in clock ticks.
+bl_cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+
+# bl_pq SQL [SECS]: SQL in session "p"; fails (and says why) on an error.
+bl_pq() { bl_sess_query p "$1" "${2:-30}" || return 1; case $BL_REPLY in *ERROR*|*FATAL*) say "$BL_REPLY"; return 1 ;; esac; }
 
 # A psql session fed through a FIFO, answering into another: no process per
 # query, so a polling loop costs one round trip per check.
@@ -145,9 +137,9 @@ bl_mean() { printf '%s\n' "$@" | awk 'NF { s += $1; n++ } END { if (n) printf "%
 bl_wait_until() {
     local secs=$1 start
     shift
-    start=$(bl_now_ms)
+    start=$(cl_now_ms)
     until "$@"; do
-        (( $(bl_now_ms) - start < secs * 1000 )) || return 1
+        (( $(cl_now_ms) - start < secs * 1000 )) || return 1
         sleep 0.02
     done
 }

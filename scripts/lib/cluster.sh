@@ -8,7 +8,8 @@
 #                               replica rK on PORT+K (K = 1..N)
 #   cl_check_ports              fail if one of those ports is taken
 #   cl_create_primary [LINE..]  initdb + configuration (extra postgresql.conf lines)
-#   cl_start NODE               start "primary" or "rK" (pg_ctl -w: waits until up)
+#   cl_start NODE               start "primary" or "rK" (pg_ctl -w: waits until up;
+#                               retried while the port is briefly taken)
 #   cl_create_replica K         pg_basebackup -R from the running primary, port PORT+K
 #   cl_install_extension        CREATE EXTENSION and add_replica() for r1..rN
 #   cl_wait_healthy [SECS]      poll replica_router.status until all replicas are healthy
@@ -135,15 +136,21 @@ cl_running() {
     [ -f "$pidfile" ] && cl_pid_alive "$(head -n 1 "$pidfile")"
 }
 
+# The ports lie in Linux's ephemeral range (32768-60999), so a client socket
+# elsewhere on the machine may hold one for a moment: a start that failed to
+# bind is retried a few times.
 cl_start() {
-    local node=$1 pgdata
+    local node=$1 pgdata try
     pgdata=$(cl_datadir "$node")
-    # -w: pg_ctl polls until the server accepts connections (or 60 s pass).
-    if ! cl_as_pg pg_ctl -D "$pgdata" -l "$CL_DIR/$node.log" -w -t 60 start >/dev/null 2>&1; then
-        cl_err "$node did not start"
-        cl_log_tail "$node"
-        return 1
-    fi
+    for try in 1 2 3 4 5; do
+        # -w: pg_ctl polls until the server accepts connections (or 60 s pass).
+        cl_as_pg pg_ctl -D "$pgdata" -l "$CL_DIR/$node.log" -w -t 60 start >/dev/null 2>&1 && return 0
+        tail -n 5 "$CL_DIR/$node.log" 2>/dev/null | grep -q 'could not bind\|could not create any TCP/IP' || break
+        [ "$try" -lt 5 ] && { cl_err "port $(cl_port "$node") of $node is taken for a moment; retrying"; sleep 1; }
+    done
+    cl_err "$node did not start"
+    cl_log_tail "$node"
+    return 1
 }
 
 cl_create_replica() {
