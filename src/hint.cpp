@@ -13,6 +13,7 @@ const char *state_name(NodeState s)
     case NodeState::down: return "down";
     case NodeState::promoted: return "promoted";
     case NodeState::foreign: return "foreign";
+    case NodeState::diverged: return "diverged";
     case NodeState::stale: return "stale";
     case NodeState::disabled: return "disabled";
     }

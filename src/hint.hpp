@@ -28,6 +28,7 @@ enum class NodeState : uint8_t {
     down,         // cannot connect or query within the timeouts
     promoted,     // not in recovery any more
     foreign,      // system identifier differs from the primary's
+    diverged,     // in recovery on a timeline the primary's history does not lead to
     stale,        // no successful poll for stale_after
     disabled,     // enabled = false in the registry
 };

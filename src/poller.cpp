@@ -36,7 +36,8 @@ constexpr const char *kPollQuery =
     "   + coalesce(pg_catalog.current_setting('reserved_connections', true)::int4, 0),"
     " w.slot_name,"
     " coalesce(substring(w.conninfo from '(?:^| )application_name=(\\S+)'),"
-    "          nullif(pg_catalog.current_setting('cluster_name'), ''), 'walreceiver')"
+    "          nullif(pg_catalog.current_setting('cluster_name'), ''), 'walreceiver'),"
+    " w.received_tli"
     " FROM (SELECT count(*) AS total,"
     "              count(*) FILTER (WHERE state = 'active') AS active,"
     "              count(*) FILTER (WHERE state = 'idle') AS idle,"
@@ -362,7 +363,7 @@ bool Poller::step_query(Micros now)
 
 bool Poller::parse_replica_row(const PGresult *res, PollResult &r)
 {
-    if (PQntuples(res) != 1 || PQnfields(res) < 16)
+    if (PQntuples(res) != 1 || PQnfields(res) < 17)
         return false;
     auto text = [&](int col) -> const char * { return PQgetisnull(res, 0, col) ? nullptr : PQgetvalue(res, 0, col); };
     auto int_at = [&](int col) { return text(col) ? static_cast<int32_t>(std::strtol(text(col), nullptr, 10)) : 0; };
@@ -385,6 +386,7 @@ bool Poller::parse_replica_row(const PGresult *res, PollResult &r)
     r.pool.reserved = int_at(13);
     copy_str(r.slot_name, sizeof r.slot_name, text(14));
     copy_str(r.app_name, sizeof r.app_name, text(15));
+    r.receiver_timeline = int_at(16);
     return true;
 }
 

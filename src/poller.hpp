@@ -37,7 +37,8 @@ struct PollResult {
     Lsn replay_lsn = 0;
     Micros last_replay_ts = 0;
     uint64_t system_id = 0;
-    int32_t timeline = 0;
+    int32_t timeline = 0;           // the WAL receiver's, else the last restartpoint's
+    int32_t receiver_timeline = 0;  // the WAL receiver's; 0 = none running
     int32_t connections = 0;
     int32_t max_connections = 0;
     PoolCounts pool{};

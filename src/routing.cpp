@@ -18,6 +18,8 @@ NodeState classify(const ClassifyInput &in) noexcept
         return NodeState::foreign;
     if (!in.in_recovery)
         return NodeState::promoted;
+    if (in.diverged)
+        return NodeState::diverged;
     if (in.previous == NodeState::lagging) {
         // Leave lagging only once clearly under the limit.
         Micros exit_below = in.max_lag > in.hysteresis ? in.max_lag - in.hysteresis : 0;
@@ -29,10 +31,39 @@ NodeState classify(const ClassifyInput &in) noexcept
 NodeState damp(NodeState raw, NodeState previous, uint32_t streak, uint32_t needed) noexcept
 {
     bool was_bad = previous == NodeState::down || previous == NodeState::lagging || previous == NodeState::promoted ||
-                   previous == NodeState::foreign;
+                   previous == NodeState::foreign || previous == NodeState::diverged;
     if (raw == NodeState::healthy && was_bad && streak < needed)
         return previous;
     return raw;
+}
+
+bool off_history(const TimelineHistory &h, uint32_t tli, bool streaming, Lsn lsn, char *why,
+                 std::size_t why_len) noexcept
+{
+    if (h.current == 0 || tli == 0 || tli == h.current)
+        return false;
+    if (tli > h.current) {
+        std::snprintf(why, why_len, "on timeline %u, newer than the primary's timeline %u: it follows another primary",
+                      tli, h.current);
+        return true;
+    }
+    if (!streaming || !h.complete)
+        return false;
+    for (int i = 0; i < h.count; ++i) {
+        const TimelineStep &s = h.steps[i];
+        if (s.tli != tli)
+            continue;
+        if (lsn <= s.end)
+            return false;  // still on the primary's past: it will follow the switch
+        std::snprintf(why, why_len,
+                      "on timeline %u at %X/%X, past %X/%X where the primary left that timeline: it follows another "
+                      "primary",
+                      tli, static_cast<unsigned>(lsn >> 32), static_cast<unsigned>(lsn),
+                      static_cast<unsigned>(s.end >> 32), static_cast<unsigned>(s.end));
+        return true;
+    }
+    std::snprintf(why, why_len, "on timeline %u, which is not in the primary's history (timeline %u)", tli, h.current);
+    return true;
 }
 
 NodeState effective_state(const NodeHint &h, Micros now, Micros stale_after) noexcept

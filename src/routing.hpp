@@ -20,12 +20,36 @@ struct ClassifyInput {
     Micros max_lag;
     NodeState previous;   // state before this poll
     Micros hysteresis;    // a lagging replica stays lagging until lag < max_lag - hysteresis
+    bool diverged;        // off the primary's timeline history (see off_history)
 };
+
+// The primary's timeline history: where it left each earlier timeline.
+constexpr int kMaxTimelines = 64;
+struct TimelineStep {
+    uint32_t tli;
+    Lsn end;  // the primary's switch point away from tli
+};
+struct TimelineHistory {
+    uint32_t current = 0;  // 0 = not known yet
+    int count = 0;         // earlier timelines in `steps`; 0 = none, or the history could not be read
+    bool complete = false; // the history file was read
+    TimelineStep steps[kMaxTimelines];
+};
+
+// True, with the reason in `why`, when a replica whose WAL is on timeline
+// `tli` up to `lsn` cannot be following the primary: it is on a newer
+// timeline than the primary's, on one the primary never had, or past the
+// point where the primary left its timeline. `streaming` says tli is the WAL
+// receiver's; without one the replica reports its last restartpoint's
+// timeline, which may be older than what it replays, so an older timeline is
+// then not judged.
+bool off_history(const TimelineHistory &h, uint32_t tli, bool streaming, Lsn lsn, char *why,
+                 std::size_t why_len) noexcept;
 
 // The state a poll shows, before damping.
 NodeState classify(const ClassifyInput &in) noexcept;
 
-// Flap damping: a replica that was down, lagging, promoted or foreign comes
+// Flap damping: a replica that was down, lagging, promoted, foreign or diverged comes
 // back as healthy only after `needed` consecutive healthy polls (`streak`).
 NodeState damp(NodeState raw, NodeState previous, uint32_t streak, uint32_t needed) noexcept;
 

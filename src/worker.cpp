@@ -16,6 +16,7 @@
 #include "routing.hpp"
 #include "shmem.hpp"
 #include "slots.hpp"
+#include "timeline.hpp"
 
 #include <cstdlib>
 #include <memory>
@@ -59,6 +60,7 @@ struct ProbeRef {
 struct WorkerState {
     std::vector<Tracked> nodes;
     LsnHistory history;
+    TimelineHistory timelines;
     uint64_t round = 0;
     Micros round_start = 0;
     bool round_open = false;
@@ -319,7 +321,13 @@ void apply_result(Tracked &t, Micros now)
     in.max_lag = static_cast<Micros>(rr_max_lag_ms) * 1000;
     in.previous = before;
     in.hysteresis = in.max_lag * rr_lag_hysteresis_pct / 100;
+    char why[kErrorLen];
+    in.diverged = ok && h.in_recovery &&
+                  off_history(state->timelines, static_cast<uint32_t>(h.timeline), r.receiver_timeline != 0,
+                              h.receive_lsn > h.replay_lsn ? h.receive_lsn : h.replay_lsn, why, sizeof why);
     NodeState raw = classify(in);
+    if (raw == NodeState::diverged)
+        copy_str(h.error, sizeof h.error, why);
     h.good_streak = raw == NodeState::healthy ? h.good_streak + 1 : 0;
     h.state = damp(raw, before, h.good_streak, static_cast<uint32_t>(rr_recovery_polls));
     if (h.state != before) {
@@ -405,6 +413,7 @@ void start_probe(Poller &p, Micros now, const PollSettings &s, const ProbeRef &r
 
 void tick(Micros now)
 {
+    timeline_refresh(state->timelines);  // before any C++ object of this frame exists
     XLogRecPtr primary_lsn = GetXLogWriteRecPtr();
     state->history.record(now, primary_lsn);
     state->round++;

@@ -19,8 +19,11 @@
 #      standbys route again
 #  10. registry churn: no crash, no stale row, no fd leak, same worker
 #  11. primary restart: worker back, registry intact
-#  12. failover (Patroni style): promote s1, point s2 at it; s1's worker polls
-#      s2 and recommends it; s2 answers from the replicated hints
+#  12. split brain: s1 promoted while the primary runs, s2 pointed at s1, s3
+#      still following the primary: the primary sees s2 diverged (a newer
+#      timeline), s1 sees s3 diverged (past its switch point); then failover
+#      (Patroni style): the primary stops; s1's worker polls s2 and recommends
+#      it; s2 answers from the replicated hints
 #
 # While each fault lasts, the test samples recommend('read') and the good
 # replica's last_poll every ~20 ms: the faulty node is never recommended once
@@ -572,19 +575,66 @@ $listener->quit;
 }
 
 ###############################################################################
-# 12. Failover as Patroni would do it
+# 12. Split brain, then failover as Patroni would do it
 ###############################################################################
+my $s3;
 {
-	$primary->wait_for_catchup($_, 'replay', $primary->lsn('insert')) for ($s1, $s2);
-	$rr->finish;
-	$primary->stop('fast');
+	# s3: one more standby of the primary, registered, so that both sides of
+	# the split have a replica that follows the other side.
+	$primary->backup('base12');
+	$s3 = PostgreSQL::Test::Cluster->new('s3');
+	$s3->init_from_backup($primary, 'base12', has_streaming => 1);
+	$s3->start;
+	$rr->register('s3', $s3);
+	ok(defined $rr->wait_state('s3', 'healthy', 15), 'split brain: s3 registered and healthy');
+	$primary->wait_for_catchup($_, 'replay', $primary->lsn('insert')) for ($s1, $s2, $s3);
+
+	# s2 cascades from s1 (so it follows s1 across the promotion and never
+	# sees the primary's later WAL); then s1 is promoted while the primary
+	# still runs (nobody fenced it): the primary's own view.
+	$s2->enable_streaming($s1);
+	$s2->restart;
+	$s1->wait_for_catchup($s2, 'replay', $s1->lsn('replay'));
 	my $t0 = time;
 	$s1->promote;
 	ok(defined wait_until(10, sub { $s1->safe_psql('postgres', 'SELECT pg_is_in_recovery()') eq 'f' }),
-		'failover: s1 promoted');
-	# Point s2 at the new primary.
-	$s2->enable_streaming($s1);
-	$s2->restart;
+		'split brain: s1 promoted while the primary runs');
+	my $seen = $rr->wait_for(15,
+		"SELECT string_agg(node || '=' || state, ',' ORDER BY node) FROM replica_router.status"
+		  . " WHERE role = 'replica'", 's1=promoted,s2=diverged,s3=healthy');
+	ok(defined $seen, 'split brain, on the old primary: s1 promoted, s2 (following s1) diverged, s3 healthy');
+	push @figures, sprintf('split brain: s2 diverged on the old primary %.2f s after the promotion began', time - $t0);
+	like(error_of('s2'), qr/on timeline 2, newer than the primary's timeline 1: it follows another primary/,
+		'split brain: the old primary says why s2 is left out');
+	my @answers = map { (split /\|/)[0] } $rr->recommend_many(20);
+	is(join(',', sort keys %{ { map { $_ => 1 } @answers } }), 's3',
+		'split brain: the old primary recommends only s3, which still follows it');
+	like($rr->q("SELECT reason FROM replica_router.candidates('read') WHERE node = 's2'"), qr/^diverged$/,
+		'split brain: candidates() says s2 diverged');
+	is($rr->q("SELECT severity FROM replica_router.lag WHERE node = 's2'"), 'critical',
+		'split brain: the lag view marks s2 critical');
+
+	# The old primary goes on writing; s3 receives it, past the point where
+	# s1 left timeline 1: s1's worker must not route to s3.
+	$primary->safe_psql('postgres', 'CREATE TABLE split_brain AS SELECT 1 AS x');
+	$primary->wait_for_catchup($s3, 'replay', $primary->lsn('insert'));
+	my $s1q = sub { $s1->safe_psql('postgres', $_[0]) };
+	my $s3_seen = wait_until(15,
+		sub { $s1q->("SELECT state FROM replica_router.status WHERE node = 's3'") eq 'diverged' });
+	ok(defined $s3_seen, "split brain, on s1: s3 (on timeline 1, past s1's switch point) is diverged");
+	like($s1q->("SELECT error FROM replica_router.status WHERE node = 's3'"),
+		qr{on timeline 1 at [0-9A-F]+/[0-9A-F]+, past [0-9A-F]+/[0-9A-F]+ where the primary left that timeline},
+		'split brain, on s1: the error says where s3 left its history');
+	my $s2_on_s1 = wait_until(15,
+		sub { $s1q->("SELECT state FROM replica_router.status WHERE node = 's2'") eq 'healthy' });
+	ok(defined $s2_on_s1, 'split brain, on s1: s2 (following s1 on timeline 2) is healthy');
+	is($s1q->(join "\n", ("SELECT node FROM replica_router.recommend('read');") x 10), join("\n", ('s2') x 10),
+		'split brain, on s1: recommend() names s2, never s3');
+
+	# Failover completes: the old primary is stopped.
+	$rr->finish;
+	$primary->stop('fast');
+	$t0 = time;
 
 	my $sa = RRTest::Session->new($s1);
 	my $qa = sub {
@@ -595,8 +645,8 @@ $listener->quit;
 	my $up = wait_until(10, sub { $qa->('SELECT pid IS NOT NULL FROM replica_router.worker_status()') eq 't' });
 	ok(defined $up, 'failover: the worker starts on the new primary');
 	my $apid = $qa->('SELECT pid FROM replica_router.worker_status()');
-	is($qa->("SELECT string_agg(name, ',' ORDER BY name) FROM replica_router.nodes"), 's1,s2',
-		'failover: the registry replicated to the new primary (s1 itself and s2)');
+	is($qa->("SELECT string_agg(name, ',' ORDER BY name) FROM replica_router.nodes"), 's1,s2,s3',
+		'failover: the registry replicated to the new primary (s1 itself, s2 and s3)');
 	my $s2_ok = wait_until(15,
 		sub { $qa->("SELECT state FROM replica_router.status WHERE node = 's2'") eq 'healthy' });
 	ok(defined $s2_ok, 'failover: the new primary polls s2 (now its standby): healthy');
@@ -606,7 +656,7 @@ $listener->quit;
 	  $qa->(join "\n", ("SELECT node || '|' || role FROM replica_router.recommend('read');") x 10);
 	is(join(',', sort keys %{ { map { $_ => 1 } @nodes } }), 's2',
 		'failover: recommend() on the new primary returns s2, every time');
-	push @figures, sprintf('failover: s2 healthy on the new primary %.2f s after promote began; s1 shows %s',
+	push @figures, sprintf('failover: s2 healthy on the new primary %.2f s after the old primary stopped; s1 shows %s',
 		time - $t0, $self_state);
 	$sa->close;
 
@@ -625,7 +675,7 @@ $listener->quit;
 ###############################################################################
 # The logs: no process terminated by a signal
 ###############################################################################
-for my $node ($primary, $s1, $s2)
+for my $node ($primary, $s1, $s2, $s3)
 {
 	my @bad = grep { /terminated by signal|PANIC:|TRAP:/ } split /\n/, slurp_file($node->logfile);
 	is(scalar(@bad), 0, 'log of ' . $node->name . ': no process terminated by a signal') or diag(join "\n", @bad);

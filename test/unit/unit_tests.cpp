@@ -81,11 +81,13 @@ void lag_tests()
 
 void classify_tests()
 {
-    ClassifyInput in{true, true, true, true, 42, 42, 0, 30 * S, NodeState::healthy, 6 * S};
+    ClassifyInput in{true, true, true, true, 42, 42, 0, 30 * S, NodeState::healthy, 6 * S, false};
     CHECK(classify(in) == NodeState::healthy);
     in.lag = 31 * S;
     CHECK(classify(in) == NodeState::lagging);
     in.lag = 0;
+    in.diverged = true;
+    CHECK(classify(in) == NodeState::diverged);
     in.in_recovery = false;
     CHECK(classify(in) == NodeState::promoted);
     in.system_id = 7;
@@ -98,7 +100,7 @@ void classify_tests()
     CHECK(classify(in) == NodeState::disabled);
 
     // Hysteresis: a lagging replica stays lagging until under max_lag - 6 s.
-    ClassifyInput lagging{true, true, true, true, 42, 42, 29 * S, 30 * S, NodeState::lagging, 6 * S};
+    ClassifyInput lagging{true, true, true, true, 42, 42, 29 * S, 30 * S, NodeState::lagging, 6 * S, false};
     CHECK(classify(lagging) == NodeState::lagging);
     lagging.lag = 23 * S;
     CHECK(classify(lagging) == NodeState::healthy);
@@ -112,6 +114,7 @@ void classify_tests()
     CHECK(damp(NodeState::healthy, NodeState::down, 3, 3) == NodeState::healthy);
     CHECK(damp(NodeState::healthy, NodeState::lagging, 1, 3) == NodeState::lagging);
     CHECK(damp(NodeState::healthy, NodeState::unknown, 1, 3) == NodeState::healthy);
+    CHECK(damp(NodeState::healthy, NodeState::diverged, 2, 3) == NodeState::diverged);
     CHECK(damp(NodeState::down, NodeState::healthy, 0, 3) == NodeState::down);
     // A replica that flaps every poll never gets its streak up.
     NodeState st = NodeState::down;
@@ -130,6 +133,38 @@ void classify_tests()
     CHECK(effective_state(h, 14 * S, 3 * S) == NodeState::stale);
     h.state = NodeState::down;
     CHECK(effective_state(h, 14 * S, 3 * S) == NodeState::down);
+}
+
+void timeline_tests()
+{
+    char why[256] = "";
+    // The primary is on timeline 3; it left 1 at 0/3000000 and 2 at 0/5000000.
+    TimelineHistory h;
+    h.current = 3;
+    h.complete = true;
+    h.count = 2;
+    h.steps[0] = TimelineStep{2, 0x5000000};
+    h.steps[1] = TimelineStep{1, 0x3000000};
+    CHECK(!off_history(h, 3, true, 0x9000000, why, sizeof why));
+    CHECK(!off_history(h, 0, true, 0x9000000, why, sizeof why));   // timeline not reported
+    CHECK(!off_history(h, 2, true, 0x5000000, why, sizeof why));   // at the switch point: will follow
+    CHECK(!off_history(h, 1, true, 0x2000000, why, sizeof why));
+    CHECK(off_history(h, 2, true, 0x5000001, why, sizeof why));    // past it: another primary's WAL
+    CHECK(std::strstr(why, "past 0/5000000 where the primary left that timeline") != nullptr);
+    CHECK(off_history(h, 4, false, 0x100, why, sizeof why));       // newer: always off
+    CHECK(std::strstr(why, "timeline 4, newer than the primary's timeline 3") != nullptr);
+    // Without a WAL receiver the reported timeline may be an old restartpoint's.
+    CHECK(!off_history(h, 2, false, 0x9000000, why, sizeof why));
+    // A timeline the primary never had.
+    h.steps[0].tli = 7;
+    CHECK(off_history(h, 2, true, 0x100, why, sizeof why));
+    CHECK(std::strstr(why, "not in the primary's history") != nullptr);
+    // History unknown: older timelines are not judged, newer ones still are.
+    TimelineHistory unknown;
+    CHECK(!off_history(unknown, 5, true, 0x100, why, sizeof why));
+    unknown.current = 3;
+    CHECK(!off_history(unknown, 1, true, 0x9000000, why, sizeof why));
+    CHECK(off_history(unknown, 4, true, 0x100, why, sizeof why));
 }
 
 void routing_tests()
@@ -288,6 +323,7 @@ int main()
 {
     lag_tests();
     classify_tests();
+    timeline_tests();
     routing_tests();
     balancing_tests();
     conninfo_tests();
