@@ -16,8 +16,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# A freshly booted machine may have apt-daily holding the dpkg lock, and a
+# mirror may fail once: wait for the lock, retry downloads.
+APT_OPTS=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
+apt-get "${APT_OPTS[@]}" update -qq
+apt-get "${APT_OPTS[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian's package starts nothing here (no systemd), but be sure no default
 # cluster holds port 5432 or the tests' ports.
 pg_ctlcluster 15 main stop >/dev/null 2>&1 || true

@@ -5,6 +5,10 @@
 # 'postgres' user in a copy of the tree under /tmp (short socket paths).
 # Ends with one line "total: N passed, N failed"; exits non-zero on any failure.
 set -uo pipefail
+# The locale the expected outputs were made in (initdb and pg_regress inherit
+# it; a CI image may set one that is not generated, or messages in another language).
+export LANG=C.UTF-8
+unset LC_ALL LC_CTYPE LC_COLLATE LC_MESSAGES LC_NUMERIC LC_TIME LANGUAGE
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 SUITES=${RR_SUITES:-"unit regress pgtap tap"}
 

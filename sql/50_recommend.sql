@@ -53,6 +53,10 @@ SELECT * FROM replica_router.recommend('write', '-1 day');
 SELECT * FROM replica_router.recommend(max_lag => '1 mon -31 days');
 :sqlstate
 SELECT * FROM replica_router.recommend(max_lag => '1 mon -30 days');
+-- Intervals too long for microseconds saturate: any lag, or negative.
+SELECT node, role FROM replica_router.recommend(max_lag => '100000000 years');
+SELECT * FROM replica_router.recommend(max_lag => '-100000000 years');
+:sqlstate
 SELECT * FROM replica_router.recommend(zone => repeat('z', 64));
 :sqlstate
 

@@ -91,6 +91,19 @@ SELECT * FROM replica_router.candidates('read');
 SELECT replica_router.connection_string('read');
 
 --------------------------------------------------------------------------
+-- primary_pgbouncer: a connection string libpq cannot parse is refused,
+-- without quoting a part that may be a password; a valid one is accepted.
+--------------------------------------------------------------------------
+ALTER SYSTEM SET replica_router.primary_pgbouncer = 'host=127.0.0.1 password=s3cr%t port';
+:sqlstate
+ALTER SYSTEM SET replica_router.primary_pgbouncer = 'host=127.0.0.1 port';
+:sqlstate
+ALTER SYSTEM SET replica_router.primary_pgbouncer = 'postgres://u:s3cr%zzt@127.0.0.1:6432/pgbouncer';
+:sqlstate
+ALTER SYSTEM SET replica_router.primary_pgbouncer = 'host=127.0.0.1 port=6432 dbname=pgbouncer';
+ALTER SYSTEM RESET replica_router.primary_pgbouncer;
+
+--------------------------------------------------------------------------
 -- Back to the defaults.
 --------------------------------------------------------------------------
 ALTER SYSTEM RESET replica_router.enabled;

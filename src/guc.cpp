@@ -1,6 +1,7 @@
 #include "pg.hpp"
 
 #include "guc.hpp"
+#include "conninfo.hpp"
 #include "routing.hpp"
 
 char *rr_database = nullptr;
@@ -72,12 +73,36 @@ void define_threshold_ms(const char *name, const char *desc, int *var, int def)
                             nullptr);
 }
 
+// A connection string libpq cannot parse is refused when it is set: the
+// worker would otherwise keep failing on it, and libpq's message about it
+// could quote a password.
+bool check_pgbouncer_conninfo(char **newval, void **, GucSource)
+{
+    if (*newval == nullptr || (*newval)[0] == '\0')
+        return true;
+    char error[256] = "";
+    bool ok = false;
+    try {
+        rr::ConninfoCheck c = rr::check_conninfo(*newval);
+        ok = c.ok;
+        rr::copy_str(error, sizeof error, c.error.c_str());
+    } catch (...) {
+        rr::copy_str(error, sizeof error, "could not check the connection string");
+    }
+    if (!ok) {
+        GUC_check_errmsg("invalid connection string for replica_router.primary_pgbouncer");
+        GUC_check_errdetail("%s", error);
+        GUC_check_errhint("Use libpq syntax, e.g. 'host=127.0.0.1 port=6432 dbname=pgbouncer user=replica_router'.");
+    }
+    return ok;
+}
+
 void define_monitoring_gucs()
 {
     DefineCustomStringVariable("replica_router.primary_pgbouncer",
                                "Connection string of the pgbouncer admin console in front of the primary.",
                                "Empty means none. The worker runs SHOW POOLS there.", &rr_primary_pgbouncer, "",
-                               PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr, nullptr);
+                               PGC_SIGHUP, GUC_SUPERUSER_ONLY, check_pgbouncer_conninfo, nullptr, nullptr);
     define_threshold_ms("replica_router.lag_warning", "Replay lag at which the lag view warns.", &rr_lag_warning_ms,
                         5000);
     define_threshold_ms("replica_router.lag_critical", "Replay lag at which the lag view is critical.",

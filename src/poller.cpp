@@ -211,8 +211,12 @@ bool Poller::begin_connect(Micros now, const char *hostaddr)
     conn_ = PQconnectStartParams(keys, vals, 1);
     if (conn_ == nullptr)
         return fail("out of memory while starting a connection");
-    if (PQstatus(conn_) == CONNECTION_BAD)
-        return fail(first_line(PQerrorMessage(conn_)));
+    if (PQstatus(conn_) == CONNECTION_BAD) {
+        // Failing at once means libpq could not parse the string, and its
+        // message may quote a password: say it the way check_conninfo does.
+        ConninfoCheck c = check_conninfo(conninfo_);
+        return fail(c.ok ? first_line(PQerrorMessage(conn_)) : c.error);
+    }
     goodbye_[0] = '\0';
     PQsetNoticeReceiver(conn_, &Poller::notice_receiver, this);
     phase_ = Phase::connecting;
@@ -226,6 +230,8 @@ bool Poller::send_query(Micros now)
     if (PQsendQuery(conn_, probe_ == Probe::replica ? kPollQuery : "SHOW POOLS") == 0)
         return fail(first_line(PQerrorMessage(conn_)));
     phase_ = Phase::querying;
+    partial_ = PollResult{};
+    got_row_ = false;
     deadline_ = now + settings_.query_timeout;
     int flushed = PQflush(conn_);
     if (flushed < 0)
@@ -323,8 +329,8 @@ bool Poller::step_query(Micros now)
     if (PQisBusy(conn_) != 0 && PQerrorMessage(conn_)[0] != '\0')
         return fail(first_line(PQerrorMessage(conn_)));
 
-    PollResult r;
-    bool got_row = false;
+    PollResult &r = partial_;
+    bool &got_row = got_row_;
     while (PQisBusy(conn_) == 0) {
         PGresult *res = PQgetResult(conn_);
         if (res == nullptr) {

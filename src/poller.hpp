@@ -118,6 +118,10 @@ private:
     struct Resolution;
     std::unique_ptr<Resolution> dns_;
     PollResult result_;
+    // The poll being read: results can arrive over several socket events
+    // (the row, then ReadyForQuery), so they are gathered here.
+    PollResult partial_;
+    bool got_row_ = false;
 };
 
 } // namespace rr

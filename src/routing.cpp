@@ -37,6 +37,33 @@ NodeState damp(NodeState raw, NodeState previous, uint32_t streak, uint32_t need
     return raw;
 }
 
+bool parse_timeline_history(const char *text, uint32_t current, TimelineHistory &h) noexcept
+{
+    h.current = current;
+    h.count = 0;
+    h.complete = false;
+    uint32_t last = 0;
+    for (const char *line = text; line != nullptr && *line != '\0';) {
+        const char *next = std::strchr(line, '\n');
+        const char *p = line;
+        while (*p == ' ' || *p == '\t' || *p == '\r')
+            ++p;
+        line = next != nullptr ? next + 1 : nullptr;
+        if (*p == '\n' || *p == '\0' || *p == '#')
+            continue;
+        unsigned tli = 0, hi = 0, lo = 0;
+        if (std::sscanf(p, "%u\t%X/%X", &tli, &hi, &lo) != 3 || tli <= last || tli >= current ||
+            h.count >= kMaxTimelines) {
+            h.count = 0;
+            return false;
+        }
+        h.steps[h.count++] = TimelineStep{tli, (static_cast<Lsn>(hi) << 32) | lo};
+        last = tli;
+    }
+    h.complete = true;
+    return true;
+}
+
 bool off_history(const TimelineHistory &h, uint32_t tli, bool streaming, Lsn lsn, char *why,
                  std::size_t why_len) noexcept
 {
@@ -55,11 +82,11 @@ bool off_history(const TimelineHistory &h, uint32_t tli, bool streaming, Lsn lsn
             continue;
         if (lsn <= s.end)
             return false;  // still on the primary's past: it will follow the switch
+        // No LSN of the replica's in the text: it moves, and a changed
+        // error is a hint write.
         std::snprintf(why, why_len,
-                      "on timeline %u at %X/%X, past %X/%X where the primary left that timeline: it follows another "
-                      "primary",
-                      tli, static_cast<unsigned>(lsn >> 32), static_cast<unsigned>(lsn),
-                      static_cast<unsigned>(s.end >> 32), static_cast<unsigned>(s.end));
+                      "on timeline %u past %X/%X, where the primary left that timeline: it follows another primary",
+                      tli, static_cast<unsigned>(s.end >> 32), static_cast<unsigned>(s.end));
         return true;
     }
     std::snprintf(why, why_len, "on timeline %u, which is not in the primary's history (timeline %u)", tli, h.current);

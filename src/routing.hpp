@@ -43,6 +43,12 @@ struct TimelineHistory {
 // receiver's; without one the replica reports its last restartpoint's
 // timeline, which may be older than what it replays, so an older timeline is
 // then not judged.
+// Fills `h` for a server on timeline `current` from its history file's text
+// (PostgreSQL's format: "parentTLI<tab>switchpoint<tab>reason" per line,
+// blank lines and '#' comments allowed). False, with `h` marked incomplete,
+// when the text does not parse or holds more than kMaxTimelines entries.
+bool parse_timeline_history(const char *text, uint32_t current, TimelineHistory &h) noexcept;
+
 bool off_history(const TimelineHistory &h, uint32_t tli, bool streaming, Lsn lsn, char *why,
                  std::size_t why_len) noexcept;
 

@@ -34,10 +34,19 @@ struct Answer {
     char reason[512];
 };
 
+// Saturates rather than overflows: a huge interval (or PostgreSQL 17's
+// 'infinity') allows any lag, '-infinity' stays negative.
 Micros interval_micros(const Interval *iv)
 {
-    return iv->time + static_cast<Micros>(iv->day) * USECS_PER_DAY +
-           static_cast<Micros>(iv->month) * DAYS_PER_MONTH * USECS_PER_DAY;
+    Micros days = 0, months = 0, sum = 0;
+    if (__builtin_mul_overflow(static_cast<Micros>(iv->day), static_cast<Micros>(USECS_PER_DAY), &days) ||
+        __builtin_mul_overflow(static_cast<Micros>(iv->month), static_cast<Micros>(DAYS_PER_MONTH * USECS_PER_DAY),
+                               &months) ||
+        __builtin_add_overflow(iv->time, days, &sum) || __builtin_add_overflow(sum, months, &sum)) {
+        int64_t sign = iv->month != 0 ? iv->month : iv->day != 0 ? iv->day : iv->time;
+        return sign < 0 ? PG_INT64_MIN : PG_INT64_MAX;
+    }
+    return sum;
 }
 
 // The caller's arguments, checked. Strings point into palloc'd memory.

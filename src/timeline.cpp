@@ -1,11 +1,12 @@
 #include "pg.hpp"
 
 extern "C" {
-#include "access/timeline.h"
-#include "nodes/pg_list.h"
+#include "access/xlog_internal.h"
 }
 
 #include "timeline.hpp"
+
+#include <cerrno>
 
 namespace rr {
 
@@ -23,45 +24,59 @@ uint32_t current_timeline()
 
 } // namespace
 
+// The file is read and parsed here rather than with readTimeLineHistory(),
+// which raises FATAL on a file it cannot read or parse: that would take the
+// worker down in a restart loop for want of a check.
 void timeline_refresh(TimelineHistory &h)
 {
+    static char text[64 * 1024];
     uint32_t tli = current_timeline();
     if (tli == h.current)
         return;
     h.current = tli;
     h.count = 0;
-    h.complete = false;
-    if (tli <= 1) {
-        h.complete = true;  // the first timeline has no history file
+    h.complete = tli <= 1;  // the first timeline has no history file
+    if (h.complete)
         return;
-    }
+
+    char path[MAXPGPATH];
+    snprintf(path, sizeof path, XLOGDIR "/%08X.history", tli);
+    const char *problem = nullptr;
+    int saved_errno = 0;
     MemoryContext caller = CurrentMemoryContext;
     PG_TRY();
     {
-        List *history = readTimeLineHistory(tli);
-        ListCell *lc;
-        foreach (lc, history) {
-            auto *e = static_cast<TimeLineHistoryEntry *>(lfirst(lc));
-            if (e->tli == tli || h.count >= kMaxTimelines)
-                continue;
-            h.steps[h.count++] = TimelineStep{e->tli, e->end};
+        FILE *f = AllocateFile(path, "r");
+        if (f == nullptr) {
+            saved_errno = errno;
+            problem = "could not open it";
+        } else {
+            size_t n = fread(text, 1, sizeof text - 1, f);
+            bool whole = feof(f) != 0 && ferror(f) == 0;
+            FreeFile(f);
+            text[n] = '\0';
+            if (!whole)
+                problem = "could not read all of it";
+            else if (!parse_timeline_history(text, tli, h))
+                problem = "it does not parse";
         }
-        list_free_deep(history);
-        h.complete = h.count < kMaxTimelines;
     }
     PG_CATCH();
     {
         MemoryContextSwitchTo(caller);
-        ErrorData *edata = CopyErrorData();
         FlushErrorState();
-        ereport(LOG, (errmsg("replica_router worker could not read the history of timeline %u: %s", tli,
-                             edata->message),
-                      errdetail("Replicas on older timelines are not checked against it.")));
-        FreeErrorData(edata);
-        h.count = 0;
+        problem = "could not open it";
     }
     PG_END_TRY();
     MemoryContextSwitchTo(caller);
+    if (problem != nullptr) {
+        h.count = 0;
+        h.complete = false;
+        errno = saved_errno;
+        ereport(LOG, (errmsg("replica_router worker: history file \"%s\" of timeline %u: %s%s%s", path, tli, problem,
+                             saved_errno != 0 ? ": " : "", saved_errno != 0 ? strerror(saved_errno) : ""),
+                      errdetail("Replicas on older timelines are not checked against the primary's history.")));
+    }
 }
 
 } // namespace rr

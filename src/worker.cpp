@@ -78,6 +78,7 @@ struct WorkerState {
     std::vector<ProbeRef> probes;  // rebuilt before every wait
     std::vector<RouteRow> routes;
     bool routes_loaded = false;
+    bool wait_fd_reserved = false;  // an external-fd slot kept for the wait set
 };
 
 WorkerState *state = nullptr;
@@ -322,9 +323,12 @@ void apply_result(Tracked &t, Micros now)
     in.previous = before;
     in.hysteresis = in.max_lag * rr_lag_hysteresis_pct / 100;
     char why[kErrorLen];
-    in.diverged = ok && h.in_recovery &&
-                  off_history(state->timelines, static_cast<uint32_t>(h.timeline), r.receiver_timeline != 0,
-                              h.receive_lsn > h.replay_lsn ? h.receive_lsn : h.replay_lsn, why, sizeof why);
+    // The receiver's timeline when it runs (one reading with `streaming`),
+    // and the replay position: what the replica serves, and what PostgreSQL
+    // itself checks when a standby is asked to follow a new timeline.
+    bool streaming = r.receiver_timeline != 0;
+    uint32_t tli = static_cast<uint32_t>(streaming ? r.receiver_timeline : h.timeline);
+    in.diverged = ok && h.in_recovery && off_history(state->timelines, tli, streaming, h.replay_lsn, why, sizeof why);
     NodeState raw = classify(in);
     if (raw == NodeState::diverged)
         copy_str(h.error, sizeof h.error, why);
@@ -421,7 +425,7 @@ void tick(Micros now)
     state->round_open = true;
     PollSettings s = settings();
     for (Tracked &t : state->nodes) {
-        if (!t.cfg.enabled || t.poller->busy())
+        if (!t.cfg.enabled || !t.poller || t.poller->busy())  // no poller: a registry sync ran out of memory
             continue;
         t.polling = true;
         t.poll_started = now;
@@ -570,6 +574,13 @@ void wait_and_advance()
         if (p.poller->wants() != Wants::nothing)
             ++nsockets;
 
+    // The wait set's own descriptor (epoll) counts against the external-fd
+    // budget the pollers share: it uses the slot reserved at start-up, so
+    // many idle connections can never keep the worker from waiting.
+    if (state->wait_fd_reserved) {
+        fd_release();
+        state->wait_fd_reserved = false;
+    }
 #if PG_VERSION_NUM >= 170000
     WaitEventSet *set = CreateWaitEventSet(NULL, 2 + nsockets);
 #else
@@ -588,6 +599,7 @@ void wait_and_advance()
     WaitEvent events[64];
     int nfired = WaitEventSetWait(set, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
     FreeWaitEventSet(set);
+    state->wait_fd_reserved = fd_acquire();
 
     now = GetCurrentTimestamp();
     for (int e = 0; e < nfired; ++e) {
@@ -666,6 +678,7 @@ void replica_router_worker_main(Datum)
     bool ok = cpp_step("worker start-up", [] { state = new WorkerState(); });
     if (!ok)
         proc_exit(1);
+    state->wait_fd_reserved = fd_acquire();
 
     Micros now = GetCurrentTimestamp();
     LWLockAcquire(shared->lock, LW_EXCLUSIVE);

@@ -77,7 +77,10 @@ sub worker_pid { return $rr->q('SELECT pid FROM replica_router.worker_status()')
 			$window, $heartbeat, $replicas, $wal, $stats, $hw2 - $hw1, $bound));
 	cmp_ok($wal, '<=', $bound, "idle: routing_hints row writes (WAL) <= (W/heartbeat + 2) x replicas = $bound");
 	cmp_ok($wal, '>=', $floor, "idle: the heartbeat does rewrite the hints (>= $floor row writes)");
-	cmp_ok($stats, '<=', $bound, "idle: n_tup_ins + n_tup_upd grew by <= $bound");
+	# No upper bound on $stats: the worker's table counts reach the statistics
+	# lazily (at most once a second, and whatever was pending before the
+	# window may land inside it), so they are noted, while the WAL count
+	# above and the transaction count below are exact.
 	cmp_ok($hw2 - $hw1, '<=', int($window / $heartbeat) + 2, 'idle: hint write transactions <= W/heartbeat + 2');
 
 	# The statistics must show those writes (they are flushed lazily, so allow

@@ -150,7 +150,8 @@ void timeline_tests()
     CHECK(!off_history(h, 2, true, 0x5000000, why, sizeof why));   // at the switch point: will follow
     CHECK(!off_history(h, 1, true, 0x2000000, why, sizeof why));
     CHECK(off_history(h, 2, true, 0x5000001, why, sizeof why));    // past it: another primary's WAL
-    CHECK(std::strstr(why, "past 0/5000000 where the primary left that timeline") != nullptr);
+    CHECK(std::strcmp(why, "on timeline 2 past 0/5000000, where the primary left that timeline: it follows another "
+                      "primary") == 0);
     CHECK(off_history(h, 4, false, 0x100, why, sizeof why));       // newer: always off
     CHECK(std::strstr(why, "timeline 4, newer than the primary's timeline 3") != nullptr);
     // Without a WAL receiver the reported timeline may be an old restartpoint's.
@@ -159,6 +160,21 @@ void timeline_tests()
     h.steps[0].tli = 7;
     CHECK(off_history(h, 2, true, 0x100, why, sizeof why));
     CHECK(std::strstr(why, "not in the primary's history") != nullptr);
+    // The history file's text, as PostgreSQL writes it.
+    TimelineHistory parsed;
+    CHECK(parse_timeline_history("1\t0/3000000\tno recovery target specified\n\n"
+                                 "2\t0/5000000\tat restore point \"x\"\n",
+                                 3, parsed));
+    CHECK(parsed.complete && parsed.count == 2 && parsed.current == 3);
+    CHECK(parsed.steps[1].tli == 2 && parsed.steps[1].end == 0x5000000);
+    CHECK(parse_timeline_history("# comment\n  1\tA/B0000000\treason", 2, parsed));
+    CHECK(parsed.count == 1 && parsed.steps[0].end == ((Lsn{0xA} << 32) | 0xB0000000));
+    CHECK(!parse_timeline_history("1\t0/3000000\n1\t0/4000000\n", 3, parsed));   // not ascending
+    CHECK(!parsed.complete && parsed.count == 0);
+    CHECK(!parse_timeline_history("1\tgarbage\n", 3, parsed));
+    CHECK(!parse_timeline_history("3\t0/3000000\n", 3, parsed));                 // not older than current
+    CHECK(parse_timeline_history("", 2, parsed) && parsed.count == 0);
+
     // History unknown: older timelines are not judged, newer ones still are.
     TimelineHistory unknown;
     CHECK(!off_history(unknown, 5, true, 0x100, why, sizeof why));
