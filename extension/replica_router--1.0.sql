@@ -539,6 +539,7 @@ SELECT n.name AS node,
        h.replay_paused,
        CASE WHEN NOT n.enabled THEN 'ok'
             WHEN h.state IS NULL OR h.state = 'unknown' THEN 'warning'
+            WHEN h.state = 'self' THEN 'warning'
             WHEN h.state IN ('down', 'stale', 'promoted', 'foreign', 'diverged') THEN 'critical'
             WHEN h.lag >= replica_router._ms_setting('replica_router.lag_critical') THEN 'critical'
             WHEN h.lag >= replica_router._ms_setting('replica_router.lag_warning') OR h.replay_paused THEN 'warning'

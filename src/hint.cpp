@@ -12,6 +12,7 @@ const char *state_name(NodeState s)
     case NodeState::lagging: return "lagging";
     case NodeState::down: return "down";
     case NodeState::promoted: return "promoted";
+    case NodeState::self: return "self";
     case NodeState::foreign: return "foreign";
     case NodeState::diverged: return "diverged";
     case NodeState::stale: return "stale";

@@ -27,6 +27,7 @@ enum class NodeState : uint8_t {
     lagging,      // replay lag over max_lag
     down,         // cannot connect or query within the timeouts
     promoted,     // not in recovery any more
+    self,         // the entry is this server, the primary (e.g. a standby since promoted)
     foreign,      // system identifier differs from the primary's
     diverged,     // in recovery on a timeline the primary's history does not lead to
     stale,        // no successful poll for stale_after

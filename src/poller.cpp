@@ -37,7 +37,8 @@ constexpr const char *kPollQuery =
     " w.slot_name,"
     " coalesce(substring(w.conninfo from '(?:^| )application_name=(\\S+)'),"
     "          nullif(pg_catalog.current_setting('cluster_name'), ''), 'walreceiver'),"
-    " w.received_tli"
+    " w.received_tli,"
+    " floor(extract(epoch FROM pg_catalog.pg_postmaster_start_time()) * 1000000)::int8"
     " FROM (SELECT count(*) AS total,"
     "              count(*) FILTER (WHERE state = 'active') AS active,"
     "              count(*) FILTER (WHERE state = 'idle') AS idle,"
@@ -369,7 +370,7 @@ bool Poller::step_query(Micros now)
 
 bool Poller::parse_replica_row(const PGresult *res, PollResult &r)
 {
-    if (PQntuples(res) != 1 || PQnfields(res) < 17)
+    if (PQntuples(res) != 1 || PQnfields(res) < 18)
         return false;
     auto text = [&](int col) -> const char * { return PQgetisnull(res, 0, col) ? nullptr : PQgetvalue(res, 0, col); };
     auto int_at = [&](int col) { return text(col) ? static_cast<int32_t>(std::strtol(text(col), nullptr, 10)) : 0; };
@@ -393,6 +394,7 @@ bool Poller::parse_replica_row(const PGresult *res, PollResult &r)
     copy_str(r.slot_name, sizeof r.slot_name, text(14));
     copy_str(r.app_name, sizeof r.app_name, text(15));
     r.receiver_timeline = int_at(16);
+    r.started_at = text(17) ? std::strtoll(text(17), nullptr, 10) - kUnixToPgEpoch : 0;
     return true;
 }
 

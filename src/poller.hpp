@@ -39,6 +39,7 @@ struct PollResult {
     uint64_t system_id = 0;
     int32_t timeline = 0;           // the WAL receiver's, else the last restartpoint's
     int32_t receiver_timeline = 0;  // the WAL receiver's; 0 = none running
+    Micros started_at = 0;          // pg_postmaster_start_time()
     int32_t connections = 0;
     int32_t max_connections = 0;
     PoolCounts pool{};

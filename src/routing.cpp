@@ -17,7 +17,7 @@ NodeState classify(const ClassifyInput &in) noexcept
     if (in.primary_system_id != 0 && in.system_id != in.primary_system_id)
         return NodeState::foreign;
     if (!in.in_recovery)
-        return NodeState::promoted;
+        return in.self ? NodeState::self : NodeState::promoted;
     if (in.diverged)
         return NodeState::diverged;
     if (in.previous == NodeState::lagging) {
@@ -31,6 +31,7 @@ NodeState classify(const ClassifyInput &in) noexcept
 NodeState damp(NodeState raw, NodeState previous, uint32_t streak, uint32_t needed) noexcept
 {
     bool was_bad = previous == NodeState::down || previous == NodeState::lagging || previous == NodeState::promoted ||
+                   previous == NodeState::self ||
                    previous == NodeState::foreign || previous == NodeState::diverged;
     if (raw == NodeState::healthy && was_bad && streak < needed)
         return previous;

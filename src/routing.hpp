@@ -21,6 +21,7 @@ struct ClassifyInput {
     NodeState previous;   // state before this poll
     Micros hysteresis;    // a lagging replica stays lagging until lag < max_lag - hysteresis
     bool diverged;        // off the primary's timeline history (see off_history)
+    bool self;            // the node is this very server
 };
 
 // The primary's timeline history: where it left each earlier timeline.
@@ -55,7 +56,7 @@ bool off_history(const TimelineHistory &h, uint32_t tli, bool streaming, Lsn lsn
 // The state a poll shows, before damping.
 NodeState classify(const ClassifyInput &in) noexcept;
 
-// Flap damping: a replica that was down, lagging, promoted, foreign or diverged comes
+// Flap damping: a replica that was down, lagging, promoted, self, foreign or diverged comes
 // back as healthy only after `needed` consecutive healthy polls (`streak`).
 NodeState damp(NodeState raw, NodeState previous, uint32_t streak, uint32_t needed) noexcept;
 

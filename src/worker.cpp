@@ -329,9 +329,18 @@ void apply_result(Tracked &t, Micros now)
     bool streaming = r.receiver_timeline != 0;
     uint32_t tli = static_cast<uint32_t>(streaming ? r.receiver_timeline : h.timeline);
     in.diverged = ok && h.in_recovery && off_history(state->timelines, tli, streaming, h.replay_lsn, why, sizeof why);
+    // Same cluster, out of recovery, and a postmaster started at our
+    // postmaster's microsecond: this server itself (to within the rounding
+    // of the epoch's extraction).
+    in.self = ok && !h.in_recovery && h.system_id == shared->primary_system_id && r.started_at != 0 &&
+              std::llabs(r.started_at - PgStartTime) <= 1;
     NodeState raw = classify(in);
     if (raw == NodeState::diverged)
         copy_str(h.error, sizeof h.error, why);
+    else if (raw == NodeState::self)
+        copy_str(h.error, sizeof h.error,
+                 "this entry is the primary itself (e.g. a replica since promoted); remove it with "
+                 "replica_router.remove_replica()");
     h.good_streak = raw == NodeState::healthy ? h.good_streak + 1 : 0;
     h.state = damp(raw, before, h.good_streak, static_cast<uint32_t>(rr_recovery_polls));
     if (h.state != before) {

@@ -604,7 +604,7 @@ my $s3;
 	my $seen = $rr->wait_for(15,
 		"SELECT string_agg(node || '=' || state, ',' ORDER BY node) FROM replica_router.status"
 		  . " WHERE role = 'replica'", 's1=promoted,s2=diverged,s3=healthy');
-	ok(defined $seen, 'split brain, on the old primary: s1 promoted, s2 (following s1) diverged, s3 healthy');
+	ok(defined $seen, 'split brain, on the old primary: s1 promoted (not self), s2 (following s1) diverged, s3 healthy');
 	push @figures, sprintf('split brain: s2 diverged on the old primary %.2f s after the promotion began', time - $t0);
 	like(error_of('s2'), qr/on timeline 2, newer than the primary's timeline 1: it follows another primary/,
 		'split brain: the old primary says why s2 is left out');
@@ -653,7 +653,11 @@ my $s3;
 		sub { $qa->("SELECT state FROM replica_router.status WHERE node = 's2'") eq 'healthy' });
 	ok(defined $s2_ok, 'failover: the new primary polls s2 (now its standby): healthy');
 	my $self_state = $qa->("SELECT state FROM replica_router.status WHERE node = 's1'");
-	is($self_state, 'promoted', 'failover: the new primary, registered as s1, shows as promoted');
+	is($self_state, 'self', 'failover: the new primary, registered as s1, knows the entry is itself');
+	is($qa->("SELECT severity || ': ' || error FROM replica_router.lag WHERE node = 's1'"),
+		'warning: this entry is the primary itself (e.g. a replica since promoted); remove it with'
+		  . ' replica_router.remove_replica()',
+		'failover: its own entry is a warning in lag, with what to do');
 	my @nodes = map { (split /\|/)[0] } split /\n/,
 	  $qa->(join "\n", ("SELECT node || '|' || role FROM replica_router.recommend('read');") x 10);
 	is(join(',', sort keys %{ { map { $_ => 1 } @nodes } }), 's2',

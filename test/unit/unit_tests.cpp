@@ -81,7 +81,7 @@ void lag_tests()
 
 void classify_tests()
 {
-    ClassifyInput in{true, true, true, true, 42, 42, 0, 30 * S, NodeState::healthy, 6 * S, false};
+    ClassifyInput in{true, true, true, true, 42, 42, 0, 30 * S, NodeState::healthy, 6 * S, false, false};
     CHECK(classify(in) == NodeState::healthy);
     in.lag = 31 * S;
     CHECK(classify(in) == NodeState::lagging);
@@ -90,6 +90,9 @@ void classify_tests()
     CHECK(classify(in) == NodeState::diverged);
     in.in_recovery = false;
     CHECK(classify(in) == NodeState::promoted);
+    in.self = true;
+    CHECK(classify(in) == NodeState::self);
+    in.self = false;
     in.system_id = 7;
     CHECK(classify(in) == NodeState::foreign);
     in.last_poll_ok = false;
@@ -100,7 +103,7 @@ void classify_tests()
     CHECK(classify(in) == NodeState::disabled);
 
     // Hysteresis: a lagging replica stays lagging until under max_lag - 6 s.
-    ClassifyInput lagging{true, true, true, true, 42, 42, 29 * S, 30 * S, NodeState::lagging, 6 * S, false};
+    ClassifyInput lagging{true, true, true, true, 42, 42, 29 * S, 30 * S, NodeState::lagging, 6 * S, false, false};
     CHECK(classify(lagging) == NodeState::lagging);
     lagging.lag = 23 * S;
     CHECK(classify(lagging) == NodeState::healthy);
