@@ -148,31 +148,28 @@ BEGIN
 END
 $$;
 
--- what names the argument in messages: 'connection string' or
--- 'pgbouncer connection string'.
-CREATE FUNCTION replica_router._check_conninfo(name text, conninfo text, what text DEFAULT 'connection string')
-RETURNS void
+CREATE FUNCTION replica_router._check_conninfo(name text, conninfo text) RETURNS void
     LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     problem text;
 BEGIN
     IF conninfo IS NULL THEN
-        RAISE EXCEPTION '% must not be null', what USING ERRCODE = 'null_value_not_allowed';
+        RAISE EXCEPTION 'connection string must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     IF btrim(conninfo) = '' THEN
-        RAISE EXCEPTION '% for replica "%" is empty', what, name
+        RAISE EXCEPTION 'connection string for replica "%" is empty', name
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'An empty connection string would make the worker connect to this server itself.',
-                  HINT = 'Name the host, e.g. ''host=10.0.0.2 port=5432 dbname=postgres''.';
+                  HINT = 'Name the replica''s host, e.g. ''host=10.0.0.2 port=5432 dbname=postgres''.';
     END IF;
     IF length(conninfo) >= 1024 THEN
-        RAISE EXCEPTION '% for replica "%" is too long', what, name
+        RAISE EXCEPTION 'connection string for replica "%" is too long', name
             USING ERRCODE = 'string_data_right_truncation',
                   DETAIL = format('It is %s characters; the limit is 1023.', length(conninfo));
     END IF;
     problem := replica_router._conninfo_error(conninfo);
     IF problem IS NOT NULL THEN
-        RAISE EXCEPTION 'invalid % for replica "%"', what, name
+        RAISE EXCEPTION 'invalid connection string for replica "%"', name
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = problem,
                   HINT = 'Use libpq syntax, e.g. ''host=10.0.0.2 port=5432 user=replica_router dbname=postgres''.';
@@ -183,12 +180,8 @@ $$;
 CREATE FUNCTION replica_router._check_weight(weight integer) RETURNS void
     LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    IF weight IS NULL THEN
-        RAISE EXCEPTION 'weight must not be null' USING ERRCODE = 'null_value_not_allowed',
-            HINT = 'Leave weight out for the default of 100; 0 drains the replica.';
-    END IF;
-    IF weight < 0 OR weight > 10000 THEN
-        RAISE EXCEPTION 'invalid weight %', weight
+    IF weight IS NULL OR weight < 0 OR weight > 10000 THEN
+        RAISE EXCEPTION 'invalid weight %', coalesce(weight::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'A weight is an integer from 0 to 10000; 0 drains the replica.';
     END IF;
@@ -210,7 +203,7 @@ BEGIN
         PERFORM replica_router._check_name('zone', zone);
     END IF;
     IF pgbouncer IS NOT NULL THEN
-        PERFORM replica_router._check_conninfo(name, pgbouncer, 'pgbouncer connection string');
+        PERFORM replica_router._check_conninfo(name, pgbouncer);
     END IF;
     -- Serialise registrations so the capacity check holds.
     LOCK TABLE replica_router.nodes IN SHARE ROW EXCLUSIVE MODE;
@@ -273,7 +266,7 @@ BEGIN
         PERFORM replica_router._check_conninfo(name, conninfo);
     END IF;
     IF pgbouncer IS NOT NULL AND pgbouncer <> '' THEN
-        PERFORM replica_router._check_conninfo(name, pgbouncer, 'pgbouncer connection string');
+        PERFORM replica_router._check_conninfo(name, pgbouncer);
     END IF;
     UPDATE replica_router.nodes n
        SET weight = coalesce(alter_replica.weight, n.weight),
@@ -304,18 +297,12 @@ COMMENT ON FUNCTION replica_router.alter_replica(text, integer, boolean, text, t
 ------------------------------------------------------------------------------
 -- Routing and status (shared memory)
 ------------------------------------------------------------------------------
--- A named row type rather than OUT parameters: the executor then finds the
--- result's shape in the type cache instead of rebuilding it from pg_proc on
--- every call, which is a measurable part of recommend()'s cost.
-CREATE TYPE replica_router.recommendation AS (
-    node text, host text, port integer, role text,
-    replay_lag interval, lag_bytes bigint, reason text);
-COMMENT ON TYPE replica_router.recommendation IS 'One answer of recommend(): where to send the query, and why';
-
 CREATE FUNCTION replica_router.recommend(
     operation text DEFAULT 'read', max_lag interval DEFAULT NULL, min_lsn pg_lsn DEFAULT NULL,
-    zone text DEFAULT NULL)
-RETURNS replica_router.recommendation
+    zone text DEFAULT NULL,
+    OUT node text, OUT host text, OUT port integer, OUT role text,
+    OUT replay_lag interval, OUT lag_bytes bigint, OUT reason text)
+RETURNS record
 LANGUAGE c VOLATILE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'replica_router_recommend';
 COMMENT ON FUNCTION replica_router.recommend(text, interval, pg_lsn, text) IS
     'Where to send a query: a healthy, caught-up replica for reads, the primary otherwise';
@@ -353,12 +340,8 @@ DECLARE
     result replica_router.routes;
 BEGIN
     PERFORM replica_router._check_name('operation', operation);
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'route target must not be null' USING ERRCODE = 'null_value_not_allowed',
-            HINT = 'A route''s target is primary, replica or any.';
-    END IF;
-    IF target NOT IN ('primary', 'replica', 'any') THEN
-        RAISE EXCEPTION 'invalid route target "%"', left(target, 80)
+    IF target IS NULL OR target NOT IN ('primary', 'replica', 'any') THEN
+        RAISE EXCEPTION 'invalid route target "%"', coalesce(left(target, 80), 'NULL')
             USING ERRCODE = 'invalid_parameter_value',
                   DETAIL = 'A route''s target is primary, replica or any.';
     END IF;
@@ -539,8 +522,7 @@ SELECT n.name AS node,
        h.replay_paused,
        CASE WHEN NOT n.enabled THEN 'ok'
             WHEN h.state IS NULL OR h.state = 'unknown' THEN 'warning'
-            WHEN h.state = 'self' THEN 'warning'
-            WHEN h.state IN ('down', 'stale', 'promoted', 'foreign', 'diverged') THEN 'critical'
+            WHEN h.state IN ('down', 'stale', 'promoted', 'foreign') THEN 'critical'
             WHEN h.lag >= replica_router._ms_setting('replica_router.lag_critical') THEN 'critical'
             WHEN h.lag >= replica_router._ms_setting('replica_router.lag_warning') OR h.replay_paused THEN 'warning'
             ELSE 'ok' END AS severity,

@@ -4,7 +4,7 @@ BEGIN;
 SELECT plan(124);
 
 SELECT has_extension('replica_router', 'replica_router', 'the extension is installed in its schema');
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'replica_router'), '1.0', 'extension version 1.0');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'replica_router'), '1.1', 'extension version 1.1');
 SELECT has_schema('replica_router');
 SELECT has_role('replica_router_admin');
 SELECT isnt_superuser('replica_router_admin');
