@@ -2,9 +2,11 @@
 
 #include "guc.hpp"
 #include "primary.hpp"
+#include "routing.hpp"
 #include "postmaster/postmaster.h"
 
 #include <cstring>
+#include <unistd.h>
 
 namespace rr {
 
@@ -28,24 +30,16 @@ void primary_endpoint(char *host, std::size_t host_len, int *port)
         copy_str(host, host_len, rr_primary_host);
         return;
     }
-    // First entry of listen_addresses, unless it is a wildcard.
-    const char *listen = GetConfigOption("listen_addresses", true, false);
-    char first[kHostLen] = "";
-    if (listen != nullptr) {
-        std::size_t i = 0;
-        while (*listen == ' ')
-            ++listen;
-        while (listen[i] != '\0' && listen[i] != ',' && listen[i] != ' ' && i + 1 < sizeof first) {
-            first[i] = listen[i];
-            ++i;
-        }
-        first[i] = '\0';
+    // The host name is read once per process: recommend() runs this.
+    static char hostname[kHostLen] = "";
+    static bool have_hostname = false;
+    if (!have_hostname) {
+        if (gethostname(hostname, sizeof hostname) != 0)
+            hostname[0] = '\0';
+        hostname[sizeof hostname - 1] = '\0';
+        have_hostname = true;
     }
-    if (first[0] == '\0' || std::strcmp(first, "*") == 0 || std::strcmp(first, "0.0.0.0") == 0 ||
-        std::strcmp(first, "::") == 0)
-        copy_str(host, host_len, "localhost");
-    else
-        copy_str(host, host_len, first);
+    default_primary_host(GetConfigOption("listen_addresses", true, false), hostname, host, host_len);
 }
 
 } // namespace rr

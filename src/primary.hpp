@@ -1,5 +1,5 @@
 // How clients reach the primary: replica_router.primary_host/port, else this
-// server's first listen address (or localhost) and port.
+// server's first listen address (the host name for a wildcard) and port.
 #pragma once
 
 #include <cstddef>

@@ -38,6 +38,27 @@ NodeState damp(NodeState raw, NodeState previous, uint32_t streak, uint32_t need
     return raw;
 }
 
+void default_primary_host(const char *listen_addresses, const char *hostname, char *out, std::size_t out_len) noexcept
+{
+    char first[kHostLen] = "";
+    const char *p = listen_addresses != nullptr ? listen_addresses : "";
+    while (*p == ' ')
+        ++p;
+    std::size_t i = 0;
+    while (p[i] != '\0' && p[i] != ',' && p[i] != ' ' && i + 1 < sizeof first) {
+        first[i] = p[i];
+        ++i;
+    }
+    first[i] = '\0';
+    bool wildcard = std::strcmp(first, "*") == 0 || std::strcmp(first, "0.0.0.0") == 0 || std::strcmp(first, "::") == 0;
+    if (first[0] == '\0')
+        copy_str(out, out_len, "localhost");
+    else if (!wildcard)
+        copy_str(out, out_len, first);
+    else
+        copy_str(out, out_len, hostname != nullptr && hostname[0] != '\0' ? hostname : "localhost");
+}
+
 bool parse_timeline_history(const char *text, uint32_t current, TimelineHistory &h) noexcept
 {
     h.current = current;

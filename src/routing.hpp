@@ -64,6 +64,12 @@ NodeState damp(NodeState raw, NodeState previous, uint32_t streak, uint32_t need
 // reported and routed as stale: the worker may have stopped.
 NodeState effective_state(const NodeHint &h, Micros now, Micros stale_after) noexcept;
 
+// The host clients are told to reach the primary at, when primary_host is
+// not set: the first listen_addresses entry; for a wildcard the machine's
+// host name (clients elsewhere can resolve it; "localhost" would send them
+// to themselves); with no TCP listener at all, localhost.
+void default_primary_host(const char *listen_addresses, const char *hostname, char *out, std::size_t out_len) noexcept;
+
 enum class Target : uint8_t { primary, replica, any };
 enum class Balance : uint8_t { round_robin, weighted, least_lag, least_connections };
 

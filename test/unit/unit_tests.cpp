@@ -186,6 +186,23 @@ void timeline_tests()
     CHECK(off_history(unknown, 4, true, 0x100, why, sizeof why));
 }
 
+void primary_host_tests()
+{
+    char h[kHostLen];
+    default_primary_host("10.0.0.1, 127.0.0.1", "db1", h, sizeof h);
+    CHECK(std::strcmp(h, "10.0.0.1") == 0);
+    default_primary_host("*", "db1", h, sizeof h);
+    CHECK(std::strcmp(h, "db1") == 0);
+    default_primary_host(" 0.0.0.0,::", "db1", h, sizeof h);
+    CHECK(std::strcmp(h, "db1") == 0);
+    default_primary_host("*", "", h, sizeof h);
+    CHECK(std::strcmp(h, "localhost") == 0);
+    default_primary_host("", "db1", h, sizeof h);   // unix sockets only
+    CHECK(std::strcmp(h, "localhost") == 0);
+    default_primary_host(nullptr, "db1", h, sizeof h);
+    CHECK(std::strcmp(h, "localhost") == 0);
+}
+
 void routing_tests()
 {
     Micros now = 100 * S;
@@ -343,6 +360,7 @@ int main()
     lag_tests();
     classify_tests();
     timeline_tests();
+    primary_host_tests();
     routing_tests();
     balancing_tests();
     conninfo_tests();
