@@ -1,4 +1,5 @@
 #include "conninfo.hpp"
+#include "hint.hpp"
 
 #include <arpa/inet.h>
 #include <libpq-fe.h>
@@ -72,6 +73,18 @@ ConninfoCheck check_conninfo(const std::string &conninfo)
     }
     r.ok = true;
     return r;
+}
+
+bool conninfo_acceptable(const char *conninfo, char *error, std::size_t error_len) noexcept
+{
+    try {
+        ConninfoCheck c = check_conninfo(conninfo);
+        copy_str(error, error_len, c.error.c_str());
+        return c.ok;
+    } catch (...) {
+        copy_str(error, error_len, "could not check the connection string");
+        return false;
+    }
 }
 
 std::string mask_conninfo(const std::string &conninfo)

@@ -2,6 +2,7 @@
 // C++-only (libpq, no server headers).
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace rr {
@@ -12,6 +13,10 @@ struct ConninfoCheck {
 };
 
 ConninfoCheck check_conninfo(const std::string &conninfo);
+
+// check_conninfo for callers on the PostgreSQL side of the boundary: never
+// throws; false with the complaint (or a fixed text) in `error`.
+bool conninfo_acceptable(const char *conninfo, char *error, std::size_t error_len) noexcept;
 
 // The connection string with every password replaced by "********".
 // A string libpq cannot parse comes back as a fixed placeholder, since we

@@ -80,21 +80,13 @@ bool check_pgbouncer_conninfo(char **newval, void **, GucSource)
 {
     if (*newval == nullptr || (*newval)[0] == '\0')
         return true;
-    char error[256] = "";
-    bool ok = false;
-    try {
-        rr::ConninfoCheck c = rr::check_conninfo(*newval);
-        ok = c.ok;
-        rr::copy_str(error, sizeof error, c.error.c_str());
-    } catch (...) {
-        rr::copy_str(error, sizeof error, "could not check the connection string");
-    }
-    if (!ok) {
-        GUC_check_errmsg("invalid connection string for replica_router.primary_pgbouncer");
-        GUC_check_errdetail("%s", error);
-        GUC_check_errhint("Use libpq syntax, e.g. 'host=127.0.0.1 port=6432 dbname=pgbouncer user=replica_router'.");
-    }
-    return ok;
+    char error[256];
+    if (rr::conninfo_acceptable(*newval, error, sizeof error))
+        return true;
+    GUC_check_errmsg("invalid connection string for replica_router.primary_pgbouncer");
+    GUC_check_errdetail("%s", error);
+    GUC_check_errhint("Use libpq syntax, e.g. 'host=127.0.0.1 port=6432 dbname=pgbouncer user=replica_router'.");
+    return false;
 }
 
 void define_monitoring_gucs()

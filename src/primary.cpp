@@ -5,7 +5,6 @@
 #include "routing.hpp"
 #include "postmaster/postmaster.h"
 
-#include <cstring>
 #include <unistd.h>
 
 namespace rr {

@@ -37,6 +37,12 @@ struct TimelineHistory {
     TimelineStep steps[kMaxTimelines];
 };
 
+// Fills `h` for a server on timeline `current` from its history file's text
+// (PostgreSQL's format: "parentTLI<tab>switchpoint<tab>reason" per line,
+// blank lines and '#' comments allowed). False, with `h` marked incomplete,
+// when the text does not parse or holds more than kMaxTimelines entries.
+bool parse_timeline_history(const char *text, uint32_t current, TimelineHistory &h) noexcept;
+
 // True, with the reason in `why`, when a replica whose WAL is on timeline
 // `tli` up to `lsn` cannot be following the primary: it is on a newer
 // timeline than the primary's, on one the primary never had, or past the
@@ -44,12 +50,6 @@ struct TimelineHistory {
 // receiver's; without one the replica reports its last restartpoint's
 // timeline, which may be older than what it replays, so an older timeline is
 // then not judged.
-// Fills `h` for a server on timeline `current` from its history file's text
-// (PostgreSQL's format: "parentTLI<tab>switchpoint<tab>reason" per line,
-// blank lines and '#' comments allowed). False, with `h` marked incomplete,
-// when the text does not parse or holds more than kMaxTimelines entries.
-bool parse_timeline_history(const char *text, uint32_t current, TimelineHistory &h) noexcept;
-
 bool off_history(const TimelineHistory &h, uint32_t tli, bool streaming, Lsn lsn, char *why,
                  std::size_t why_len) noexcept;
 

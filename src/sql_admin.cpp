@@ -63,16 +63,7 @@ extern "C" Datum replica_router_assert_preloaded(PG_FUNCTION_ARGS)
 extern "C" Datum replica_router_conninfo_error(PG_FUNCTION_ARGS)
 {
     char error[512];
-    bool ok = false;
-    const char *conninfo = text_to_cstring(PG_GETARG_TEXT_PP(0));
-    try {
-        rr::ConninfoCheck c = rr::check_conninfo(conninfo);
-        ok = c.ok;
-        rr::copy_str(error, sizeof error, c.error.c_str());
-    } catch (...) {
-        rr::copy_str(error, sizeof error, "could not check the connection string");
-    }
-    if (ok)
+    if (rr::conninfo_acceptable(text_to_cstring(PG_GETARG_TEXT_PP(0)), error, sizeof error))
         PG_RETURN_NULL();
     PG_RETURN_TEXT_P(cstring_to_text(error));
 }

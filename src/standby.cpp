@@ -14,7 +14,8 @@ namespace {
 NodeState parse_state(const char *s)
 {
     for (NodeState st : {NodeState::unknown, NodeState::healthy, NodeState::lagging, NodeState::down,
-                         NodeState::promoted, NodeState::self, NodeState::foreign, NodeState::diverged, NodeState::stale, NodeState::disabled})
+                         NodeState::promoted, NodeState::self, NodeState::foreign, NodeState::diverged,
+                         NodeState::stale, NodeState::disabled})
         if (s != nullptr && strcmp(s, state_name(st)) == 0)
             return st;
     return NodeState::unknown;

@@ -41,8 +41,10 @@ void timeline_refresh(TimelineHistory &h)
 
     char path[MAXPGPATH];
     snprintf(path, sizeof path, XLOGDIR "/%08X.history", tli);
-    const char *problem = nullptr;
-    int saved_errno = 0;
+    // Set inside PG_TRY and read after it: volatile, as setjmp requires.
+    static char caught[256];
+    const char *volatile problem = nullptr;
+    volatile int saved_errno = 0;
     MemoryContext caller = CurrentMemoryContext;
     PG_TRY();
     {
@@ -64,15 +66,17 @@ void timeline_refresh(TimelineHistory &h)
     PG_CATCH();
     {
         MemoryContextSwitchTo(caller);
+        ErrorData *edata = CopyErrorData();
         FlushErrorState();
-        problem = "could not open it";
+        copy_str(caught, sizeof caught, edata->message);
+        FreeErrorData(edata);
+        problem = caught;
     }
     PG_END_TRY();
     MemoryContextSwitchTo(caller);
     if (problem != nullptr) {
         h.count = 0;
         h.complete = false;
-        errno = saved_errno;
         ereport(LOG, (errmsg("replica_router worker: history file \"%s\" of timeline %u: %s%s%s", path, tli, problem,
                              saved_errno != 0 ? ": " : "", saved_errno != 0 ? strerror(saved_errno) : ""),
                       errdetail("Replicas on older timelines are not checked against the primary's history.")));
