@@ -69,13 +69,19 @@ SELECT operation, target FROM replica_router.set_route('report', 'replica');
 SELECT replica_router.drop_route('report');
 SELECT replica_router.remove_replica('replica2');
 :mark
--- Direct writes stay reserved to the owner.
+-- Admins may write the registry directly; the rules hold on that path too
+-- (a password, the owner recorded by the table, not by the writer).
 INSERT INTO replica_router.nodes (name, conninfo) VALUES ('replica9', 'host=10.0.0.9');
-:outcome
-UPDATE replica_router.nodes SET conninfo = 'host=10.0.0.9';
-:outcome
-DELETE FROM replica_router.nodes;
-:outcome
+\echo SQLSTATE :SQLSTATE
+INSERT INTO replica_router.nodes (name, conninfo, conninfo_owner)
+VALUES ('replica9', 'host=10.0.0.9 password=x', 'postgres');
+SELECT name, conninfo_owner, pgbouncer_owner FROM replica_router.nodes WHERE name = 'replica9';
+UPDATE replica_router.nodes SET conninfo_owner = 'postgres' WHERE name = 'replica9';
+SELECT name, conninfo_owner FROM replica_router.nodes WHERE name = 'replica9';
+UPDATE replica_router.nodes SET conninfo = 'host=10.0.0.9' WHERE name = 'replica9';
+\echo SQLSTATE :SQLSTATE
+DELETE FROM replica_router.nodes WHERE name = 'replica9';
+:mark
 TRUNCATE replica_router.nodes;
 :outcome
 INSERT INTO replica_router.routes (operation, target) VALUES ('x', 'any');

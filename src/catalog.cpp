@@ -62,10 +62,12 @@ const char *kUpsert =
     "  last_success = EXCLUDED.last_success, error = EXCLUDED.error, weight = EXCLUDED.weight,"
     "  zone = EXCLUDED.zone, reserved_connections = EXCLUDED.reserved_connections, updated_at = now()";
 
+// Anyone may NOTIFY this channel: listeners check that the notification's
+// sender (libpq's be_pid) is the worker_pid the payload names.
 const char *kNotify =
     "SELECT pg_catalog.pg_notify('replica_router', pg_catalog.json_build_object("
     " 'node', $1, 'old_state', $2, 'new_state', $3, 'lag_seconds', $4, 'lag_bytes', $5,"
-    " 'at', pg_catalog.now())::text)";
+    " 'at', pg_catalog.now(), 'worker_pid', pg_catalog.pg_backend_pid())::text)";
 
 const char *kHeartbeat =
     "INSERT INTO replica_router.heartbeat AS b"
@@ -85,16 +87,39 @@ CatalogStatus catalog_extension_present()
     });
 }
 
-CatalogStatus catalog_load_nodes(NodeRow *out, int cap, int *count, RouteRow *routes, int route_cap, int *route_count)
+namespace {
+
+// Does replica_router.nodes have the owner columns (1.2 and later)? The
+// library may run with an older version's objects until ALTER EXTENSION UPDATE.
+bool has_owner_columns()
+{
+    Oid ns = get_namespace_oid("replica_router", true);
+    Oid rel = OidIsValid(ns) ? get_relname_relid("nodes", ns) : InvalidOid;
+    return OidIsValid(rel) && get_attnum(rel, "conninfo_owner") != InvalidAttrNumber;
+}
+
+} // namespace
+
+CatalogStatus catalog_load_nodes(NodeRow *out, int cap, int *count, char *problem, std::size_t problem_len)
 {
     *count = 0;
-    *route_count = 0;
+    problem[0] = '\0';
     return in_transaction("read the replica registry", [=]() -> CatalogStatus {
         if (!OidIsValid(get_extension_oid("replica_router", true)))
             return CatalogStatus::absent;
-        int rc = SPI_execute("SELECT id, name, conninfo, weight, enabled, coalesce(zone, ''), coalesce(pgbouncer, '')"
-                             " FROM replica_router.nodes ORDER BY id",
-                             true, 0);
+        // Every operator and function is qualified: the worker is a superuser.
+        // A connection string is trusted only while the role that set it is a
+        // superuser; without the owner columns (before the update) none is.
+        const char *sql = has_owner_columns()
+            ? "SELECT n.id, n.name, n.conninfo, n.weight, n.enabled, coalesce(n.zone, ''), coalesce(n.pgbouncer, ''),"
+              " coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r"
+              "            WHERE r.oid OPERATOR(pg_catalog.=) n.conninfo_owner), false),"
+              " coalesce((SELECT r.rolsuper FROM pg_catalog.pg_roles r"
+              "            WHERE r.oid OPERATOR(pg_catalog.=) n.pgbouncer_owner), false)"
+              " FROM replica_router.nodes n ORDER BY n.id"
+            : "SELECT n.id, n.name, n.conninfo, n.weight, n.enabled, coalesce(n.zone, ''), coalesce(n.pgbouncer, ''),"
+              " false, false FROM replica_router.nodes n ORDER BY n.id";
+        int rc = SPI_execute(sql, true, 0);
         if (rc != SPI_OK_SELECT)
             elog(ERROR, "reading replica_router.nodes failed: %s", SPI_result_code_string(rc));
         int n = 0;
@@ -105,18 +130,41 @@ CatalogStatus catalog_load_nodes(NodeRow *out, int cap, int *count, RouteRow *ro
             NodeRow &r = out[n++];
             r.id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
             copy_str(r.name, sizeof r.name, SPI_getvalue(tup, desc, 2));
-            copy_str(r.conninfo, sizeof r.conninfo, SPI_getvalue(tup, desc, 3));
+            const char *conninfo = SPI_getvalue(tup, desc, 3);
+            const char *bouncer = SPI_getvalue(tup, desc, 7);
+            r.too_long = strlen(conninfo) >= sizeof r.conninfo || strlen(bouncer) >= sizeof r.pgbouncer;
+            copy_str(r.conninfo, sizeof r.conninfo, r.too_long ? "" : conninfo);
             r.weight = DatumGetInt32(SPI_getbinval(tup, desc, 4, &isnull));
             r.enabled = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
             copy_str(r.zone, sizeof r.zone, SPI_getvalue(tup, desc, 6));
-            copy_str(r.pgbouncer, sizeof r.pgbouncer, SPI_getvalue(tup, desc, 7));
+            copy_str(r.pgbouncer, sizeof r.pgbouncer, r.too_long ? "" : bouncer);
+            r.conninfo_trusted = DatumGetBool(SPI_getbinval(tup, desc, 8, &isnull));
+            r.pgbouncer_trusted = DatumGetBool(SPI_getbinval(tup, desc, 9, &isnull));
         }
         *count = n;
-
-        int r = spi_read_routes(routes, route_cap);
-        *route_count = r;
+        if (SPI_processed > static_cast<uint64>(cap))
+            snprintf(problem, problem_len,
+                     "%llu replicas are registered but replica_router.max_replicas is %d: the others are not polled",
+                     static_cast<unsigned long long>(SPI_processed), cap);
         return CatalogStatus::ok;
-    });
+    }, problem, problem_len);
+}
+
+CatalogStatus catalog_load_routes(RouteRow *routes, int route_cap, int *route_count, char *problem,
+                                  std::size_t problem_len)
+{
+    *route_count = 0;
+    problem[0] = '\0';
+    return in_transaction("read the routes", [=]() -> CatalogStatus {
+        if (!OidIsValid(get_extension_oid("replica_router", true)))
+            return CatalogStatus::absent;
+        int total = 0;
+        *route_count = spi_read_routes(routes, route_cap, &total);
+        if (total > route_cap)
+            snprintf(problem, problem_len, "%d routes are defined but replica_router keeps at most %d: the others are ignored",
+                     total, route_cap);
+        return CatalogStatus::ok;
+    }, problem, problem_len);
 }
 
 CatalogStatus catalog_write_hints(const HintWrite *rows, int n, bool heartbeat, char *error, std::size_t error_len)

@@ -18,16 +18,26 @@ struct NodeRow {
     char zone[kNameLen];
     char conninfo[kConninfoLen];
     char pgbouncer[kConninfoLen];  // admin console conninfo, "" when none
+    bool conninfo_trusted;   // set by a role that is (still) a superuser
+    bool pgbouncer_trusted;
+    bool too_long;           // a connection string over kConninfoLen bytes: never cut, refused
 };
+
+
 
 enum class CatalogStatus { ok, absent, failed };
 
 // Is the extension installed (and committed) in this database?
 CatalogStatus catalog_extension_present();
 
-// Reads the registry into `out` (at most `cap` rows) and the routes into
-// `routes` (at most `route_cap`), in one transaction.
-CatalogStatus catalog_load_nodes(NodeRow *out, int cap, int *count, RouteRow *routes, int route_cap, int *route_count);
+// Reads the registry into `out` (at most `cap` rows) in one transaction.
+// Rows past `cap` are not read, and `problem` says so.
+CatalogStatus catalog_load_nodes(NodeRow *out, int cap, int *count, char *problem, std::size_t problem_len);
+
+// Reads the routes into `routes` (at most `route_cap`) in a transaction of
+// their own, so a bad route never keeps registry changes from the worker.
+CatalogStatus catalog_load_routes(RouteRow *routes, int route_cap, int *route_count, char *problem,
+                                  std::size_t problem_len);
 
 // One hint to write; `notify` sends NOTIFY replica_router about its state
 // change from `old_state` in the same transaction.

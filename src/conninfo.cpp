@@ -4,8 +4,10 @@
 #include <arpa/inet.h>
 #include <libpq-fe.h>
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 namespace rr {
 
@@ -55,12 +57,102 @@ std::string quote(const char *v)
     return out + "'";
 }
 
+bool is_secret(const char *keyword) { return std::strstr(keyword, "password") != nullptr; }
+
+bool all_digits(const std::string &s)
+{
+    if (s.empty() || s.size() > 9)
+        return false;
+    for (char c : s)
+        if (c < '0' || c > '9')
+            return false;
+    return true;
+}
+
+std::vector<std::string> split_commas(const char *v)
+{
+    std::vector<std::string> out;
+    std::string cur;
+    for (const char *p = v; *p; ++p) {
+        if (*p == ',') {
+            out.push_back(cur);
+            cur.clear();
+        } else {
+            cur += *p;
+        }
+    }
+    out.push_back(cur);
+    return out;
+}
+
+struct EnumOption {
+    const char *keyword;
+    const char *values[7];
+};
+
+// libpq checks these only when it connects, and says so by quoting the value.
+constexpr EnumOption kEnums[] = {
+    {"sslmode", {"disable", "allow", "prefer", "require", "verify-ca", "verify-full", nullptr}},
+    {"gssencmode", {"disable", "prefer", "require", nullptr}},
+    {"channel_binding", {"disable", "prefer", "require", nullptr}},
+    {"target_session_attrs", {"any", "read-write", "read-only", "primary", "standby", "prefer-standby", nullptr}},
+};
+
+constexpr const char *kIntegers[] = {"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+                                     "keepalives_count", "tcp_user_timeout", "sslcompression", "sslsni"};
+
+// Options that make libpq read the server's files or environment, or use its
+// Kerberos credentials: a superuser's to set.
+constexpr const char *kPrivileged[] = {"passfile", "service", "sslcert", "sslkey", "sslrootcert", "sslcrl",
+                                       "sslcrldir", "sslpassword", "krbsrvname", "gsslib", "gssdelegation"};
+
+// Option values whose meaning libpq only learns when it connects: checked
+// here so a typo fails at registration, with a message that quotes no secret.
+std::string value_problem(const PQconninfoOption *o)
+{
+    std::string v = o->val;
+    if (is_secret(o->keyword))
+        return "";
+    std::string lower;
+    for (char c : v)
+        lower += static_cast<char>(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
+    if (lower.find("password=") != std::string::npos)
+        return std::string("the value of \"") + o->keyword +
+               "\" contains \"password=\" (a missing space between two settings?)";
+    if (std::strcmp(o->keyword, "port") == 0) {
+        for (const std::string &p : split_commas(o->val))
+            if (!p.empty() && (!all_digits(p) || std::atol(p.c_str()) < 1 || std::atol(p.c_str()) > 65535))
+                return "invalid port \"" + p + "\": a port is a number from 1 to 65535";
+        return "";
+    }
+    for (const char *k : kIntegers)
+        if (std::strcmp(o->keyword, k) == 0 && !all_digits(v) && !(v.size() > 1 && v[0] == '-' && all_digits(v.substr(1))))
+            return std::string("invalid value \"") + v + "\" for \"" + k + "\": an integer is required";
+    for (const EnumOption &e : kEnums) {
+        if (std::strcmp(o->keyword, e.keyword) != 0)
+            continue;
+        std::string allowed;
+        for (const char *const *a = e.values; *a != nullptr; ++a) {
+            if (v == *a)
+                return "";
+            allowed += allowed.empty() ? *a : std::string(", ") + *a;
+        }
+        return std::string("invalid value \"") + v + "\" for \"" + e.keyword + "\": one of " + allowed;
+    }
+    return "";
+}
+
 } // namespace
 
 ConninfoCheck check_conninfo(const std::string &conninfo)
 {
     ConninfoCheck r;
     std::string err;
+    for (unsigned char c : conninfo)
+        if (c < 0x20 || c == 0x7F) {
+            r.error = "the connection string contains a control character (such as a newline or a tab)";
+            return r;
+        }
     Options opts = parse(conninfo, &err);
     if (!opts) {
         // libpq quotes the offending token, which may be part of a password
@@ -71,8 +163,79 @@ ConninfoCheck check_conninfo(const std::string &conninfo)
                          : err;
         return r;
     }
+    for (const PQconninfoOption *o = opts.get(); o->keyword != nullptr; ++o) {
+        if (o->val == nullptr || o->val[0] == '\0')
+            continue;
+        if (std::string problem = value_problem(o); !problem.empty()) {
+            r.error = problem;
+            return r;
+        }
+    }
     r.ok = true;
     return r;
+}
+
+PrivilegeCheck check_unprivileged(const std::string &conninfo)
+{
+    PrivilegeCheck r;
+    Options opts = parse(conninfo, nullptr);
+    if (!opts) {
+        r.verdict = Privilege::superuser_only;
+        r.error = "the connection string is malformed";
+        return r;
+    }
+    for (const char *k : kPrivileged)
+        if (value(opts.get(), k) != nullptr) {
+            r.verdict = Privilege::superuser_only;
+            r.error = std::string("only a superuser may set \"") + k + "\" (it makes the worker use the server's own files or credentials)";
+            return r;
+        }
+    const char *host = value(opts.get(), "host");
+    const char *hostaddr = value(opts.get(), "hostaddr");
+    if (host == nullptr && hostaddr == nullptr) {
+        r.verdict = Privilege::superuser_only;
+        r.error = "only a superuser may leave out the host (libpq then uses this server's Unix socket)";
+        return r;
+    }
+    if (host != nullptr) {
+        std::vector<std::string> hosts = split_commas(host);
+        std::vector<std::string> addrs = hostaddr != nullptr ? split_commas(hostaddr) : std::vector<std::string>{};
+        for (std::size_t i = 0; i < hosts.size(); ++i) {
+            const std::string &h = hosts[i];
+            bool has_addr = i < addrs.size() && !addrs[i].empty();
+            if (h.empty() && !has_addr) {
+                r.verdict = Privilege::superuser_only;
+                r.error = "only a superuser may leave a host empty (libpq then uses this server's Unix socket)";
+                return r;
+            }
+            if (!h.empty() && (h[0] == '/' || h[0] == '@')) {
+                r.verdict = Privilege::superuser_only;
+                r.error = "only a superuser may connect through a Unix socket directory (host \"" + h + "\")";
+                return r;
+            }
+        }
+    }
+    const char *password = value(opts.get(), "password");
+    if (password == nullptr) {
+        r.verdict = Privilege::password_required;
+        r.error = "a connection string set by a role that is not a superuser must contain a password";
+    }
+    return r;
+}
+
+std::string scrub_secrets(std::string message, const std::string &conninfo)
+{
+    Options opts = parse(conninfo, nullptr);
+    if (!opts)
+        return message;
+    for (const PQconninfoOption *o = opts.get(); o->keyword != nullptr; ++o) {
+        if (!is_secret(o->keyword) || o->val == nullptr || o->val[0] == '\0')
+            continue;
+        std::string secret = o->val;
+        for (std::size_t at = message.find(secret); at != std::string::npos; at = message.find(secret, at + 8))
+            message.replace(at, secret.size(), "********");
+    }
+    return message;
 }
 
 bool conninfo_acceptable(const char *conninfo, char *error, std::size_t error_len) noexcept
@@ -101,7 +264,7 @@ std::string mask_conninfo(const std::string &conninfo)
         out += o->keyword;
         out += '=';
         // password, sslpassword and any future *password option.
-        out += std::strstr(o->keyword, "password") != nullptr ? std::string("********") : quote(o->val);
+        out += is_secret(o->keyword) ? std::string("********") : quote(o->val);
     }
     return out;
 }

@@ -18,6 +18,22 @@ ConninfoCheck check_conninfo(const std::string &conninfo);
 // throws; false with the complaint (or a fixed text) in `error`.
 bool conninfo_acceptable(const char *conninfo, char *error, std::size_t error_len) noexcept;
 
+// The rules for a connection string a role that is not a superuser set, as
+// dblink and postgres_fdw apply them: the worker connects as the server's OS
+// user, so such a string must bring its own password (never the server's
+// .pgpass, service file or client key) and may name no server file, no
+// Unix socket directory and no Kerberos setting. `code` says which rule broke.
+enum class Privilege { ok, password_required, superuser_only };
+struct PrivilegeCheck {
+    Privilege verdict = Privilege::ok;
+    std::string error;
+};
+PrivilegeCheck check_unprivileged(const std::string &conninfo);
+
+// `message` with every password of `conninfo` replaced by "********": libpq
+// quotes option values in its errors (a mistyped "port=5432password=x").
+std::string scrub_secrets(std::string message, const std::string &conninfo);
+
 // The connection string with every password replaced by "********".
 // A string libpq cannot parse comes back as a fixed placeholder, since we
 // cannot tell which part of it is secret.

@@ -18,7 +18,7 @@ constexpr std::size_t kNameLen = 64;      // NAMEDATALEN
 constexpr std::size_t kHostLen = 256;
 constexpr std::size_t kErrorLen = 256;
 constexpr std::size_t kMaxNodesHard = 256; // shared-memory capacity ceiling
-constexpr std::size_t kMaxPools = 512;     // pgbouncer pools over all nodes
+constexpr std::size_t kMaxPools = 4096;    // pgbouncer pools over all nodes
 constexpr std::size_t kMaxSlots = 128;
 
 enum class NodeState : uint8_t {
@@ -108,7 +108,10 @@ static_assert(std::is_trivially_copyable_v<SlotTrack>, "SlotTrack lives in share
 static_assert(std::is_trivially_copyable_v<NodeHint>, "NodeHint lives in shared memory");
 static_assert(std::is_standard_layout_v<NodeHint>, "NodeHint lives in shared memory");
 
-// Copy a C string into a fixed buffer, always terminated, silently truncated.
+// Copy a C string into a fixed buffer, always terminated, as valid UTF-8
+// without control characters: invalid bytes and control characters become
+// '?', and a cut falls between characters. Everything published (shared
+// memory, the hint table, logs) comes through here, remote text included.
 void copy_str(char *dst, std::size_t cap, const char *src) noexcept;
 
 } // namespace rr

@@ -9,13 +9,20 @@ PG_MODULE_MAGIC;
 PGDLLEXPORT void _PG_init(void);
 }
 
+namespace rr {
+void install_log_hook();  // sql_admin.cpp
+}
+
 void _PG_init(void)
 {
-    rr_define_gucs(process_shared_preload_libraries_in_progress);
+    // Loaded by a backend, not at server start: define nothing (a
+    // PGC_POSTMASTER setting defined now is FATAL for the session). Every
+    // entry point then raises an ERROR with a hint (shmem_require).
     if (!process_shared_preload_libraries_in_progress)
-        return; // CREATE EXTENSION then fails with a hint (see _assert_preloaded)
-
+        return;
+    rr_define_gucs(true);
     rr::shmem_install_hooks();
+    rr::install_log_hook();
 
     BackgroundWorker worker;
     memset(&worker, 0, sizeof worker);

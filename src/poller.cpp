@@ -1,6 +1,7 @@
 #include "poller.hpp"
 
 #include "conninfo.hpp"
+#include "sockbytes.hpp"
 
 #include <libpq-fe.h>
 #include <netdb.h>
@@ -49,6 +50,18 @@ constexpr const char *kPollQuery =
 
 constexpr Micros kUnixToPgEpoch = 946'684'800LL * 1'000'000LL;
 constexpr Micros kDnsRecheck = 10'000; // how often to look at a pending lookup
+
+// What a peer may make the worker buffer. A poll's reply is a few hundred
+// bytes and SHOW POOLS about a hundred a pool; nothing is expected on an
+// idle connection but a FATAL or a parameter change.
+constexpr int64_t kReplicaReplyCap = 256 * 1024;
+constexpr int64_t kPoolsReplyCap = 4 * 1024 * 1024;
+constexpr int64_t kIdleCap = 64 * 1024;
+
+// Where libpq looks for a client certificate, key and passfile of a
+// connection string a non-superuser set: a path that can never exist, so
+// the server's own ~/.postgresql/postgresql.key and ~/.pgpass stay unused.
+constexpr const char *kNoFile = "/dev/null/replica_router-none";
 
 Lsn parse_lsn(const char *s)
 {
@@ -125,8 +138,8 @@ void Poller::cancel_resolution() noexcept
     }
 }
 
-Poller::Poller(std::string conninfo, FdBudget fds, Probe probe)
-    : conninfo_(std::move(conninfo)), fds_(fds), probe_(probe)
+Poller::Poller(std::string conninfo, FdBudget fds, Probe probe, bool trusted)
+    : conninfo_(std::move(conninfo)), trusted_(trusted), fds_(fds), probe_(probe)
 {
 }
 
@@ -170,6 +183,13 @@ bool Poller::start(Micros now, const PollSettings &s)
     settings_ = s;
     if (phase_ == Phase::ready)
         return send_query(now);
+    if (!trusted_) {
+        // Checked again here, not only at registration: the role that set it
+        // may have lost superuser, or the row predates the rule.
+        PrivilegeCheck c = check_unprivileged(conninfo_);
+        if (c.verdict != Privilege::ok)
+            return fail("not connecting: " + c.error);
+    }
     connect_deadline_ = now + s.connect_timeout;
     Endpoint ep = conninfo_endpoint(conninfo_);
     if (!ep.needs_dns)
@@ -200,7 +220,7 @@ bool Poller::begin_connect(Micros now, const char *hostaddr)
     // Entries before dbname are defaults the registered conninfo may override;
     // hostaddr comes after it so our own resolution wins. pgbouncer's admin
     // console refuses the "options" startup parameter.
-    const char *keys[6], *vals[6];
+    const char *keys[10], *vals[10];
     int k = 0;
     keys[k] = "application_name", vals[k++] = "replica_router";
     if (probe_ == Probe::replica)
@@ -208,6 +228,12 @@ bool Poller::begin_connect(Micros now, const char *hostaddr)
     keys[k] = "dbname", vals[k++] = conninfo_.c_str();
     if (hostaddr != nullptr)
         keys[k] = "hostaddr", vals[k++] = hostaddr;
+    if (!trusted_) {
+        keys[k] = "sslcert", vals[k++] = kNoFile;
+        keys[k] = "sslkey", vals[k++] = kNoFile;
+        keys[k] = "passfile", vals[k++] = kNoFile;
+        keys[k] = "gssencmode", vals[k++] = "disable";
+    }
     keys[k] = nullptr, vals[k] = nullptr;
     conn_ = PQconnectStartParams(keys, vals, 1);
     if (conn_ == nullptr)
@@ -233,6 +259,7 @@ bool Poller::send_query(Micros now)
     phase_ = Phase::querying;
     partial_ = PollResult{};
     got_row_ = false;
+    bytes_mark_ = socket_bytes_received(PQsocket(conn_));
     deadline_ = now + settings_.query_timeout;
     int flushed = PQflush(conn_);
     if (flushed < 0)
@@ -245,8 +272,31 @@ bool Poller::fail(std::string why)
 {
     disconnect();
     result_ = PollResult{};
-    result_.error = std::move(why);
+    result_.error = scrub_secrets(std::move(why), conninfo_);
     return true;
+}
+
+// Reads what arrived and drops notifications: nobody LISTENs on a poll
+// connection, so any are a peer's attempt to fill the worker's memory.
+bool Poller::consume()
+{
+    bool ok = PQconsumeInput(conn_) != 0;
+    while (PGnotify *n = PQnotifies(conn_))
+        PQfreemem(n);
+    return ok;
+}
+
+// Non-empty when the peer has sent more than `cap` bytes since bytes_mark_.
+std::string Poller::over_cap(int64_t cap) const
+{
+    if (bytes_mark_ < 0)
+        return "";
+    int64_t now = socket_bytes_received(PQsocket(conn_));
+    if (now < 0 || now - bytes_mark_ <= cap)
+        return "";
+    return "the server sent more than " + std::to_string(cap / 1024) + " kB" +
+           (phase_ == Phase::ready ? " on an idle connection" : " in reply to a poll") +
+           ": reply too large, connection closed";
 }
 
 bool Poller::advance(Micros now)
@@ -302,6 +352,9 @@ bool Poller::step_connect(Micros now)
     case PGRES_POLLING_FAILED:
         return fail(first_line(PQerrorMessage(conn_)));
     case PGRES_POLLING_OK:
+        if (!trusted_ && PQconnectionUsedPassword(conn_) == 0)
+            return fail("refused: the server did not ask for the password (a connection string set by a role that "
+                        "is not a superuser must authenticate with its own password)");
         if (PQsetnonblocking(conn_, 1) != 0)
             return fail(first_line(PQerrorMessage(conn_)));
         return send_query(now);
@@ -321,8 +374,10 @@ bool Poller::step_query(Micros now)
         wants_ = flushed == 1 ? Wants::write : Wants::read;
         return false;
     }
-    if (PQconsumeInput(conn_) == 0)
+    if (!consume())
         return fail(first_line(PQerrorMessage(conn_)));
+    if (std::string big = over_cap(probe_ == Probe::replica ? kReplicaReplyCap : kPoolsReplyCap); !big.empty())
+        return fail(big);
     // An error while libpq still waits for ReadyForQuery: the poll query
     // itself never fails, so this is a server going away (a FATAL is never
     // followed by ReadyForQuery). Waiting for the socket to close could
@@ -347,6 +402,7 @@ bool Poller::step_query(Micros now)
             phase_ = Phase::ready;
             wants_ = Wants::read; // watch the idle connection for a drop
             deadline_ = 0;
+            bytes_mark_ = socket_bytes_received(PQsocket(conn_));
             if (!result_.ok) {
                 std::string why = result_.error;
                 return fail(why);
@@ -409,6 +465,11 @@ void Poller::parse_pools(const PGresult *res, PollResult &r)
         return c < 0 || PQgetisnull(res, row, c) ? "" : PQgetvalue(res, row, c);
     };
     auto num = [&](int row, int c) { return static_cast<int32_t>(std::strtol(text(row, c), nullptr, 10)); };
+    if (PQntuples(res) > static_cast<int>(kMaxPools)) {
+        r.error = "SHOW POOLS returned " + std::to_string(PQntuples(res)) + " pools: too many, replica_router keeps at most " +
+                  std::to_string(kMaxPools);
+        return;
+    }
     for (int row = 0; row < PQntuples(res); ++row) {
         PoolRow p{};
         copy_str(p.database, sizeof p.database, text(row, c_db));
@@ -442,9 +503,11 @@ bool Poller::step_ready(Micros now)
     (void) now;
     // Nothing is expected on an idle connection: readable means the server
     // said goodbye (shutdown, terminated backend) or the connection broke.
-    bool broken = PQconsumeInput(conn_) == 0 || PQstatus(conn_) == CONNECTION_BAD;
+    bool broken = !consume() || PQstatus(conn_) == CONNECTION_BAD;
     if (goodbye_[0] != '\0')
         return lose(goodbye_);
+    if (std::string big = over_cap(kIdleCap); !big.empty())
+        return lose(big);
     if (broken)
         return lose(first_line(PQerrorMessage(conn_)));
     if (PQisBusy(conn_) == 0) {

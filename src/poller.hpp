@@ -61,12 +61,16 @@ struct FdBudget {
 
 class Poller {
 public:
-    Poller(std::string conninfo, FdBudget fds, Probe probe = Probe::replica);
+    // `trusted`: a superuser set the connection string. Otherwise it must pass
+    // check_unprivileged(), connects without the server's client key and
+    // passfile, and is dropped before any query unless it used its password.
+    Poller(std::string conninfo, FdBudget fds, Probe probe = Probe::replica, bool trusted = true);
     ~Poller();
     Poller(const Poller &) = delete;
     Poller &operator=(const Poller &) = delete;
 
     const std::string &conninfo() const noexcept { return conninfo_; }
+    bool trusted() const noexcept { return trusted_; }
 
     // Start a poll unless one is running; connects first if needed.
     // Returns true when it failed at once; the outcome is in result().
@@ -101,8 +105,12 @@ private:
 
     bool parse_replica_row(const ::pg_result *res, PollResult &r);
     void parse_pools(const ::pg_result *res, PollResult &r);
+    bool consume();
+    std::string over_cap(int64_t cap) const;
 
     std::string conninfo_;
+    bool trusted_;
+    int64_t bytes_mark_ = -1;  // socket_bytes_received() when the reply (or idleness) began
     FdBudget fds_;
     Probe probe_;
     PollSettings settings_;

@@ -87,6 +87,8 @@ struct RouteRow {
     Micros max_lag;       // -1: the replica_router.max_lag setting
 };
 static_assert(std::is_trivially_copyable_v<RouteRow>, "RouteRow lives in shared memory");
+// Routes kept in shared memory; set_route() refuses more.
+constexpr std::size_t kMaxRoutes = 128;
 
 struct RouteRequest {
     Micros max_lag = 0;      // effective threshold for this call

@@ -22,13 +22,14 @@ struct WorkerStats {
     uint64_t write_failures;
     Micros last_error_at;
     char last_error[kErrorLen];
+    char registry_problem[kErrorLen];  // the last registry or routes read failed or was cut; "" when clean
 };
 static_assert(std::is_trivially_copyable_v<WorkerStats>);
 
 using HintTable = boost::container::static_vector<NodeHint, kMaxNodesHard>;
 using PoolTable = boost::container::static_vector<PoolRow, kMaxPools>;
 using SlotTable = boost::container::static_vector<SlotTrack, kMaxSlots>;
-constexpr std::size_t kMaxRoutes = 128;
+
 using RouteTable = boost::container::static_vector<RouteRow, kMaxRoutes>;
 
 // The primary's own figures the worker keeps.

@@ -12,6 +12,9 @@ PG_FUNCTION_INFO_V1(replica_router_conninfo_error);
 PG_FUNCTION_INFO_V1(replica_router_mask_conninfo);
 PG_FUNCTION_INFO_V1(replica_router_notify_worker);
 PG_FUNCTION_INFO_V1(replica_router_nodes_changed);
+PG_FUNCTION_INFO_V1(replica_router_check_privilege);
+PG_FUNCTION_INFO_V1(replica_router_hide_statement);
+PG_FUNCTION_INFO_V1(replica_router_unprivileged_problem);
 }
 
 namespace rr {
@@ -20,6 +23,8 @@ namespace {
 
 bool callback_registered = false;
 bool change_pending = false;
+bool hide_statement = false;  // until this transaction ends
+emit_log_hook_type prev_emit_log_hook = nullptr;
 
 // At commit the change is visible to the worker's next snapshot: only then wake it.
 void on_xact(XactEvent event, void *)
@@ -31,20 +36,43 @@ void on_xact(XactEvent event, void *)
             SetLatch(latch);
     }
     if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
-        event == XACT_EVENT_PARALLEL_ABORT)
+        event == XACT_EVENT_PARALLEL_ABORT) {
         change_pending = false;
+        hide_statement = false;
+    }
 }
 
-void mark_change()
+void watch_xact()
 {
     if (!callback_registered) {
         RegisterXactCallback(on_xact, nullptr);
         callback_registered = true;
     }
+}
+
+void mark_change()
+{
+    watch_xact();
     change_pending = true;
 }
 
+// An error is logged before its transaction is aborted, so the flag is still
+// set when the server would add "STATEMENT: SELECT add_replica(..., 'password=...')".
+void emit_log(ErrorData *edata)
+{
+    if (hide_statement)
+        edata->hide_stmt = true;
+    if (prev_emit_log_hook != nullptr)
+        prev_emit_log_hook(edata);
+}
+
 } // namespace
+
+void install_log_hook()
+{
+    prev_emit_log_hook = emit_log_hook;
+    emit_log_hook = emit_log;
+}
 
 } // namespace rr
 
@@ -103,4 +131,69 @@ extern "C" Datum replica_router_nodes_changed(PG_FUNCTION_ARGS)
                         errmsg("replica_router._nodes_changed() must be called as a trigger")));
     rr::mark_change();
     return PointerGetDatum(nullptr);
+}
+
+// Called first by the registry functions (and the registry's triggers): an
+// error in this transaction is logged without its statement, which holds a
+// connection string.
+extern "C" Datum replica_router_hide_statement(PG_FUNCTION_ARGS)
+{
+    (void) fcinfo;
+    rr::watch_xact();
+    rr::hide_statement = true;
+    PG_RETURN_VOID();
+}
+
+// The rule for connection strings set by roles that are not superusers (see
+// check_unprivileged): raises the error, or returns when the current user is
+// a superuser or the string keeps the rule.
+extern "C" Datum replica_router_check_privilege(PG_FUNCTION_ARGS)
+{
+    if (PG_ARGISNULL(0) || superuser())
+        PG_RETURN_VOID();
+    const char *conninfo = text_to_cstring(PG_GETARG_TEXT_PP(0));
+    const char *what = PG_ARGISNULL(1) ? "connection string" : text_to_cstring(PG_GETARG_TEXT_PP(1));
+    const char *node = PG_ARGISNULL(2) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(2));
+    char error[512] = "";
+    rr::Privilege verdict = rr::Privilege::superuser_only;
+    try {
+        rr::PrivilegeCheck c = rr::check_unprivileged(conninfo);
+        verdict = c.verdict;
+        rr::copy_str(error, sizeof error, c.error.c_str());
+    } catch (...) {
+        rr::copy_str(error, sizeof error, "could not check the connection string");
+    }
+    error[0] = static_cast<char>(pg_toupper(static_cast<unsigned char>(error[0])));  // a detail is a sentence
+    if (verdict == rr::Privilege::password_required)
+        ereport(ERROR, (errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED), errmsg("password is required"),
+                        errdetail("The %s for replica \"%s\" was set by role \"%s\", which is not a superuser, and "
+                                  "has no password. The worker connects as the server's operating system user and "
+                                  "does not lend it its password file, service file or client certificate.",
+                                  what, node, GetUserNameFromId(GetUserId(), false)),
+                        errhint("Add password=... to the %s, or have a superuser register it.", what)));
+    if (verdict != rr::Privilege::ok)
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("permission denied for the %s of replica \"%s\"", what, node),
+                        errdetail("%s.", error),
+                        errhint("Have a superuser register it, or connect over TCP with a password.")));
+    PG_RETURN_VOID();
+}
+
+// NULL when a role that is not a superuser may set this connection string,
+// else why not (whoever the current user is).
+extern "C" Datum replica_router_unprivileged_problem(PG_FUNCTION_ARGS)
+{
+    const char *conninfo = text_to_cstring(PG_GETARG_TEXT_PP(0));
+    char error[512] = "";
+    bool ok = false;
+    try {
+        rr::PrivilegeCheck c = rr::check_unprivileged(conninfo);
+        ok = c.verdict == rr::Privilege::ok;
+        rr::copy_str(error, sizeof error, c.error.c_str());
+    } catch (...) {
+        rr::copy_str(error, sizeof error, "could not check the connection string");
+    }
+    if (ok)
+        PG_RETURN_NULL();
+    PG_RETURN_TEXT_P(cstring_to_text(error));
 }

@@ -8,6 +8,7 @@
 #include "guard.hpp"
 #include "guc.hpp"
 #include "primary.hpp"
+#include "routes_spi.hpp"
 #include "shmem.hpp"
 #include "srf.hpp"
 #include "standby.hpp"
@@ -33,21 +34,6 @@ struct Answer {
     int64_t lag_bytes;
     char reason[512];
 };
-
-// Saturates rather than overflows: a huge interval (or PostgreSQL 17's
-// 'infinity') allows any lag, '-infinity' stays negative.
-Micros interval_micros(const Interval *iv)
-{
-    Micros days = 0, months = 0, sum = 0;
-    if (__builtin_mul_overflow(static_cast<Micros>(iv->day), static_cast<Micros>(USECS_PER_DAY), &days) ||
-        __builtin_mul_overflow(static_cast<Micros>(iv->month), static_cast<Micros>(DAYS_PER_MONTH * USECS_PER_DAY),
-                               &months) ||
-        __builtin_add_overflow(iv->time, days, &sum) || __builtin_add_overflow(sum, months, &sum)) {
-        int64_t sign = iv->month != 0 ? iv->month : iv->day != 0 ? iv->day : iv->time;
-        return sign < 0 ? PG_INT64_MIN : PG_INT64_MAX;
-    }
-    return sum;
-}
 
 // The caller's arguments, checked. Strings point into palloc'd memory.
 struct Args {
@@ -360,6 +346,7 @@ extern "C" Datum replica_router_recommend(PG_FUNCTION_ARGS)
 extern "C" Datum replica_router_primary(PG_FUNCTION_ARGS)
 {
     return rr::pg_guarded("replica_router._primary()", [&]() -> Datum {
+        (void) rr::shmem_require();  // its settings exist only when preloaded
         rr::PrimaryInfo p = rr::local_primary();
         TupleDesc desc;
         if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)

@@ -107,7 +107,10 @@ Datum worker_status(FunctionCallInfo fcinfo)
     TupleDesc desc;
     if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
         elog(ERROR, "return type must be a row type");
-    constexpr int kCols = 11;
+    // 1.2 added registry_problem; the library also serves older definitions.
+    constexpr int kCols = 12;
+    if (desc->natts != kCols && desc->natts != kCols - 1)
+        elog(ERROR, "worker_status(): unexpected result columns (%d)", desc->natts);
     Datum v[kCols];
     bool nulls[kCols];
     memset(nulls, 0, sizeof nulls);
@@ -128,6 +131,8 @@ Datum worker_status(FunctionCallInfo fcinfo)
     nulls[9] = st.last_error[0] == '\0';
     v[10] = TimestampTzGetDatum(st.last_error_at);
     nulls[10] = st.last_error_at == 0;
+    v[11] = CStringGetTextDatum(st.registry_problem);
+    nulls[11] = st.registry_problem[0] == '\0';
     return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), v, nulls));
 }
 

@@ -71,11 +71,12 @@ void standby_load(StandbyHints &out, Micros now)
 
     int nroutes = spi_count_routes();
     out.routes = static_cast<RouteRow *>(MemoryContextAllocZero(caller, sizeof(RouteRow) * (nroutes + 1)));
-    out.nroutes = static_cast<std::size_t>(spi_read_routes(out.routes, nroutes));
+    int total = 0;
+    out.nroutes = static_cast<std::size_t>(spi_read_routes(out.routes, nroutes, &total));
 
     if (out.fresh) {
         run("SELECT node_id, node, coalesce(host, ''), coalesce(port, 0), state,"
-            " coalesce((lag_seconds * 1000000)::int8, -1), coalesce(lag_bytes, -1),"
+            " lag_seconds, coalesce(lag_bytes, -1),"
             " coalesce(replay_lsn, '0/0'), coalesce(connections, 0), coalesce(max_connections, 0),"
             " coalesce(reserved_connections, 0), coalesce(last_success, '-infinity'), coalesce(weight, 100),"
             " coalesce(zone, '') FROM replica_router.routing_hints ORDER BY node_id");
@@ -89,7 +90,13 @@ void standby_load(StandbyHints &out, Micros now)
             h.state = parse_state(value(i, 5));
             h.enabled = h.state != NodeState::disabled;
             h.has_result = true;
-            h.lag = DatumGetInt64(binval(i, 6, &isnull));
+            // Converted here: arithmetic in the query would resolve its
+            // operators through the caller's search_path.
+            Datum lag = binval(i, 6, &isnull);
+            double seconds = isnull ? -1.0 : DatumGetFloat8(lag);
+            h.lag = seconds < 0 || seconds != seconds ? -1
+                    : seconds >= 9.2e12                ? PG_INT64_MAX
+                                                       : static_cast<Micros>(seconds * 1e6);
             h.lag_bytes = DatumGetInt64(binval(i, 7, &isnull));
             h.replay_lsn = DatumGetLSN(binval(i, 8, &isnull));
             h.connections = DatumGetInt32(binval(i, 9, &isnull));

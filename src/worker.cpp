@@ -79,6 +79,7 @@ struct WorkerState {
     std::vector<RouteRow> routes;
     bool routes_loaded = false;
     bool wait_fd_reserved = false;  // an external-fd slot kept for the wait set
+    char registry_problem[kErrorLen] = "";
 };
 
 WorkerState *state = nullptr;
@@ -127,16 +128,27 @@ void publish()
     for (const Tracked &t : state->nodes)
         if (shared->nodes.size() < shared->nodes.capacity())
             shared->nodes.push_back(t.hint);
-    shared->pools.clear();
-    auto add_pools = [](const std::vector<PoolRow> &rows) {
-        for (const PoolRow &p : rows)
-            if (shared->pools.size() < shared->pools.capacity())
-                shared->pools.push_back(p);
-    };
-    add_pools(state->primary_pools);
-    for (const Tracked &t : state->nodes)
-        add_pools(t.pools);
     shared->primary = state->primary;
+    shared->pools.clear();
+    // Pools that do not fit are never dropped silently: the node's
+    // pgbouncer_error says so.
+    auto add_pools = [](const std::vector<PoolRow> &rows, char *error) {
+        std::size_t kept = 0;
+        for (const PoolRow &p : rows)
+            if (shared->pools.size() < shared->pools.capacity()) {
+                shared->pools.push_back(p);
+                ++kept;
+            }
+        if (kept < rows.size())
+            snprintf(error, kErrorLen, "only %zu of %zu pools are shown: replica_router keeps %zu pools in all", kept,
+                     rows.size(), kMaxPools);
+    };
+    char primary_error[kErrorLen] = "";
+    add_pools(state->primary_pools, primary_error);
+    if (primary_error[0] != '\0')
+        copy_str(shared->primary.bouncer_error, kErrorLen, primary_error);
+    for (std::size_t i = 0; i < state->nodes.size() && i < shared->nodes.size(); ++i)
+        add_pools(state->nodes[i].pools, shared->nodes[i].bouncer_error);
     shared->routes.clear();
     for (const RouteRow &r : state->routes)
         if (shared->routes.size() < shared->routes.capacity())
@@ -203,7 +215,8 @@ void sync_registry(const NodeRow *rows, int n, Micros now)
             if (t.cfg.id == row.id)
                 old = &t;
         Tracked t;
-        if (old != nullptr && std::strcmp(old->cfg.conninfo, row.conninfo) == 0 && old->poller) {
+        if (old != nullptr && !row.too_long && std::strcmp(old->cfg.conninfo, row.conninfo) == 0 && old->poller &&
+            old->poller->trusted() == row.conninfo_trusted) {
             t = std::move(*old);
             t.hint.weight = row.weight;
             t.hint.enabled = row.enabled;
@@ -219,14 +232,26 @@ void sync_registry(const NodeRow *rows, int n, Micros now)
         } else {
             t.hint = fresh_hint(row);
             t.hint.state_since = now;
-            t.poller = std::make_unique<Poller>(row.conninfo, FdBudget{fd_acquire, fd_release});
+            t.poller = std::make_unique<Poller>(row.conninfo, FdBudget{fd_acquire, fd_release}, Probe::replica,
+                                                row.conninfo_trusted);
         }
         if (row.pgbouncer[0] == '\0' || !row.enabled) {
             t.bouncer.reset();
             t.pools.clear();
-        } else if (!t.bouncer || t.bouncer->conninfo() != row.pgbouncer) {
-            t.bouncer = std::make_unique<Poller>(row.pgbouncer, FdBudget{fd_acquire, fd_release}, Probe::pgbouncer);
+        } else if (!t.bouncer || t.bouncer->conninfo() != row.pgbouncer ||
+                   t.bouncer->trusted() != row.pgbouncer_trusted) {
+            t.bouncer = std::make_unique<Poller>(row.pgbouncer, FdBudget{fd_acquire, fd_release}, Probe::pgbouncer,
+                                                 row.pgbouncer_trusted);
             t.pools.clear();
+        }
+        if (row.too_long) {
+            // Never cut a connection string: its last settings could be the
+            // ones that make it safe (sslrootcert, sslmode).
+            t.poller.reset();
+            t.bouncer.reset();
+            t.hint.state = NodeState::down;
+            copy_str(t.hint.error, sizeof t.hint.error,
+                     "the connection string is longer than 1023 bytes and is not used: register it again");
         }
         t.hint.has_bouncer = static_cast<bool>(t.bouncer);
         t.cfg = row;
@@ -237,15 +262,47 @@ void sync_registry(const NodeRow *rows, int n, Micros now)
     state->dirty = true;
 }
 
+// What the last registry and routes reads found wrong; reported through
+// worker_status().last_error and the health view until a read is clean.
+void note_registry_problem(const char *nodes_problem, const char *routes_problem)
+{
+    char both[kErrorLen];
+    if (nodes_problem[0] != '\0' && routes_problem[0] != '\0')
+        snprintf(both, sizeof both, "%s; %s", nodes_problem, routes_problem);
+    else
+        copy_str(both, sizeof both, nodes_problem[0] != '\0' ? nodes_problem : routes_problem);
+    bool changed = std::strcmp(both, state->registry_problem) != 0;
+    copy_str(state->registry_problem, sizeof state->registry_problem, both);
+    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+    copy_str(shared->stats.registry_problem, sizeof shared->stats.registry_problem, both);
+    if (both[0] != '\0') {
+        shared->stats.last_error_at = GetCurrentTimestamp();
+        copy_str(shared->stats.last_error, sizeof shared->stats.last_error, both);
+    }
+    LWLockRelease(shared->lock);
+    if (changed && both[0] != '\0')
+        ereport(WARNING, (errmsg("replica_router worker: %s", both)));
+}
+
 void load_registry(Micros now)
 {
     static NodeRow rows[kMaxNodesHard];
     static RouteRow routes[kMaxRoutes];
     int count = 0, route_count = 0;
+    char nodes_problem[kErrorLen] = "", routes_problem[kErrorLen] = "";
     state->generation_seen = pg_atomic_read_u32(&shared->generation);
-    CatalogStatus st = catalog_load_nodes(rows, rr_max_replicas, &count, routes, static_cast<int>(kMaxRoutes),
-                                          &route_count);
+    CatalogStatus st = catalog_load_nodes(rows, rr_max_replicas, &count, nodes_problem, sizeof nodes_problem);
+    // Routes are read on their own: a bad route must not hide registry
+    // changes (a disabled replica would go on being recommended).
+    CatalogStatus rst = st == CatalogStatus::ok
+        ? catalog_load_routes(routes, static_cast<int>(kMaxRoutes), &route_count, routes_problem, sizeof routes_problem)
+        : st;
     state->next_registry_load = now + kRegistryRecheck;
+    if (st == CatalogStatus::failed || rst == CatalogStatus::failed) {
+        // Read again soon, not only at the next change or recheck.
+        state->next_registry_load = now + kWriteRetry;
+    }
+    note_registry_problem(nodes_problem, routes_problem);
     if (st == CatalogStatus::failed)
         return;
     if (st == CatalogStatus::absent) {
@@ -262,8 +319,10 @@ void load_registry(Micros now)
     // first hint is written; unchanged nodes keep what was last written.
     cpp_step("registry sync", [&] {
         sync_registry(rows, count, now);
-        state->routes.assign(routes, routes + route_count);
-        state->routes_loaded = st == CatalogStatus::ok;
+        if (rst == CatalogStatus::ok) {
+            state->routes.assign(routes, routes + route_count);
+            state->routes_loaded = true;
+        }
     });
 }
 
@@ -683,6 +742,9 @@ void replica_router_worker_main(Datum)
     SetConfigOption("statement_timeout", "5000", PGC_SUSET, PGC_S_OVERRIDE);
     SetConfigOption("synchronous_commit", "local", PGC_SUSET, PGC_S_OVERRIDE);
     SetConfigOption("application_name", "replica_router worker", PGC_SUSET, PGC_S_OVERRIDE);
+    // The worker is a superuser: no schema a user can write may resolve a
+    // name in the SQL it runs (ALTER DATABASE ... SET search_path included).
+    SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 
     bool ok = cpp_step("worker start-up", [] { state = new WorkerState(); });
     if (!ok)

@@ -355,6 +355,61 @@ void conninfo_tests()
 
 } // namespace
 
+// The rules for connection strings set by roles that are not superusers,
+// typo checks, secret scrubbing, and the text that reaches shared memory.
+void security_tests()
+{
+    CHECK(check_unprivileged("host=10.0.0.1 password=x").verdict == Privilege::ok);
+    CHECK(check_unprivileged("hostaddr=10.0.0.1 password=x").verdict == Privilege::ok);
+    CHECK(check_unprivileged("host=10.0.0.1").verdict == Privilege::password_required);
+    CHECK(check_unprivileged("host=10.0.0.1 password=''").verdict == Privilege::password_required);
+    CHECK(check_unprivileged("host=/tmp password=x").verdict == Privilege::superuser_only);
+    CHECK(check_unprivileged("host=@abs password=x").verdict == Privilege::superuser_only);
+    CHECK(check_unprivileged("host=a,/tmp password=x").verdict == Privilege::superuser_only);
+    CHECK(check_unprivileged("host=a, password=x").verdict == Privilege::superuser_only);
+    CHECK(check_unprivileged("host=a, hostaddr=10.0.0.1,10.0.0.2 password=x").verdict == Privilege::ok);
+    CHECK(check_unprivileged("port=5432 password=x").verdict == Privilege::superuser_only);
+    for (const char *k : {"passfile", "service", "sslcert", "sslkey", "sslrootcert", "sslcrl", "sslcrldir",
+                          "sslpassword", "krbsrvname", "gsslib"}) {
+        std::string c = std::string("host=a password=x ") + k + "=v";
+        CHECK(check_unprivileged(c).verdict == Privilege::superuser_only);
+    }
+    CHECK(check_unprivileged("postgresql://u:pw@10.0.0.1/db").verdict == Privilege::ok);
+    CHECK(check_unprivileged("postgresql:///db?host=/tmp&password=x").verdict == Privilege::superuser_only);
+
+    CHECK(!check_conninfo("host=a port=57402password=secret").ok);
+    CHECK(check_conninfo("host=a port=57402password=secret").error.find("secret") == std::string::npos);
+    CHECK(!check_conninfo("host=a port=0").ok);
+    CHECK(!check_conninfo("host=a port=65536").ok);
+    CHECK(check_conninfo("host=a,b port=5432,5433").ok);
+    CHECK(check_conninfo("host=a,b port=5432,").ok);
+    CHECK(!check_conninfo("host=a sslmode=verify").ok);
+    CHECK(check_conninfo("host=a sslmode=verify-full target_session_attrs=prefer-standby").ok);
+    CHECK(!check_conninfo("host=a connect_timeout=2s").ok);
+    CHECK(check_conninfo("host=a connect_timeout=2 keepalives=1").ok);
+    CHECK(!check_conninfo("host='a\nb'").ok);
+    CHECK(!check_conninfo("host=a\tport=1").ok);
+    CHECK(check_conninfo("host=a password=xpassword=y").ok);  // a password may say anything
+
+    CHECK(scrub_secrets("invalid port \"1password=s3cr3t\"", "host=a port=1 password=s3cr3t") ==
+          "invalid port \"1password=********\"");
+    CHECK(scrub_secrets("no secret here", "host=a") == "no secret here");
+
+    char buf[8];
+    copy_str(buf, sizeof buf, "ab\xff\xfe\x01" "c");
+    CHECK(std::string(buf) == "ab???c");
+    copy_str(buf, sizeof buf, "abcdef\xc3\xa9");  // 'é' does not fit whole: cut before it
+    CHECK(std::string(buf) == "abcdef");
+    copy_str(buf, sizeof buf, "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9");
+    CHECK(std::string(buf) == "\xc3\xa9\xc3\xa9\xc3\xa9");
+    copy_str(buf, sizeof buf, "\xc3");  // a lone lead byte
+    CHECK(std::string(buf) == "?");
+    copy_str(buf, sizeof buf, "\xed\xa0\x80");  // a UTF-16 surrogate
+    CHECK(std::string(buf) == "???");
+    copy_str(buf, sizeof buf, "a\xc2\x85" "b");  // C1 control (NEL)
+    CHECK(std::string(buf) == "a?b");
+}
+
 int main()
 {
     lag_tests();
@@ -364,6 +419,7 @@ int main()
     routing_tests();
     balancing_tests();
     conninfo_tests();
+    security_tests();
     std::printf("unit: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
