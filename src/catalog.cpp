@@ -37,7 +37,7 @@ CatalogStatus in_transaction(const char *what, Body body, char *error = nullptr,
         ErrorData *edata = CopyErrorData();
         FlushErrorState();
         if (error != nullptr)
-            copy_str(error, error_len, edata->message);
+            snprintf(error, error_len, "could not %s: %s", what, edata->message);
         ereport(LOG, (errmsg("replica_router worker could not %s: %s", what, edata->message)));
         FreeErrorData(edata);
         AbortCurrentTransaction();

@@ -127,12 +127,14 @@ void define_monitoring_gucs()
 
 void rr_define_gucs(bool preloading)
 {
-    DefineCustomStringVariable("replica_router.database", "Database in which the replica_router worker runs.",
-                               "The extension must be created in this database.", &rr_database, "postgres",
-                               PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
-    DefineCustomIntVariable("replica_router.max_replicas", "Maximum number of registered replicas.",
-                            "Sizes the shared-memory hint table.", &rr_max_replicas, 64, 1,
-                            static_cast<int>(rr::kMaxNodesHard), PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    if (preloading) {
+        DefineCustomStringVariable("replica_router.database", "Database in which the replica_router worker runs.",
+                                   "The extension must be created in this database.", &rr_database, "postgres",
+                                   PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+        DefineCustomIntVariable("replica_router.max_replicas", "Maximum number of registered replicas.",
+                                "Sizes the shared-memory hint table.", &rr_max_replicas, 64, 1,
+                                static_cast<int>(rr::kMaxNodesHard), PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    }
     DefineCustomIntVariable("replica_router.poll_interval", "Time between polls of each replica.", nullptr,
                             &rr_poll_interval_ms, 500, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
                             nullptr);
@@ -168,7 +170,8 @@ void rr_define_gucs(bool preloading)
                                &rr_primary_name, "primary", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     define_monitoring_gucs();
     define_routing_gucs();
-    (void) preloading;
+    if (!preloading)
+        return;  // placeholders for the PGC_POSTMASTER settings stay
 #if PG_VERSION_NUM >= 150000
     MarkGUCPrefixReserved("replica_router");
 #else

@@ -15,12 +15,13 @@ void install_log_hook();  // sql_admin.cpp
 
 void _PG_init(void)
 {
-    // Loaded by a backend, not at server start: define nothing (a
-    // PGC_POSTMASTER setting defined now is FATAL for the session). Every
-    // entry point then raises an ERROR with a hint (shmem_require).
+    // Loaded by a backend, not at server start: the settings a view reads are
+    // defined, the PGC_POSTMASTER ones are not (defining one now is FATAL for
+    // the session). Every entry point then raises an ERROR with a hint
+    // (shmem_require, _assert_preloaded).
+    rr_define_gucs(process_shared_preload_libraries_in_progress);
     if (!process_shared_preload_libraries_in_progress)
         return;
-    rr_define_gucs(true);
     rr::shmem_install_hooks();
     rr::install_log_hook();
 

@@ -6,7 +6,7 @@ namespace rr {
 
 int spi_count_routes()
 {
-    int rc = SPI_execute("SELECT count(*)::int4 FROM replica_router.routes", true, 0);
+    int rc = SPI_execute("SELECT pg_catalog.count(*)::pg_catalog.int4 FROM replica_router.routes", true, 0);
     if (rc != SPI_OK_SELECT || SPI_processed != 1)
         elog(ERROR, "counting replica_router.routes failed: %s", SPI_result_code_string(rc));
     bool isnull;

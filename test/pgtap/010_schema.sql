@@ -4,7 +4,7 @@ BEGIN;
 SELECT plan(124);
 
 SELECT has_extension('replica_router', 'replica_router', 'the extension is installed in its schema');
-SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'replica_router'), '1.1', 'extension version 1.1');
+SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'replica_router'), '1.2', 'extension version 1.2');
 SELECT has_schema('replica_router');
 SELECT has_role('replica_router_admin');
 SELECT isnt_superuser('replica_router_admin');
@@ -16,7 +16,8 @@ SELECT ok(NOT rolcanlogin, 'replica_router_admin cannot log in') FROM pg_roles W
 SELECT tables_are('replica_router', ARRAY['nodes', 'routing_hints', 'heartbeat', 'routes']);
 
 SELECT columns_are('replica_router', 'nodes',
-    ARRAY['id', 'name', 'conninfo', 'weight', 'enabled', 'zone', 'pgbouncer', 'created_at', 'updated_at']);
+    ARRAY['id', 'name', 'conninfo', 'weight', 'enabled', 'zone', 'pgbouncer', 'created_at', 'updated_at',
+          'conninfo_owner', 'pgbouncer_owner']);
 SELECT col_type_is('replica_router', 'nodes', 'id'::name, 'integer');
 SELECT col_type_is('replica_router', 'nodes', 'name'::name, 'text');
 SELECT col_type_is('replica_router', 'nodes', 'conninfo'::name, 'text');
@@ -111,7 +112,7 @@ SELECT is(ARRAY(SELECT attname || ' ' || format_type(atttypid, atttypmod) FROM p
                  WHERE attrelid = 'replica_router.health'::regclass AND attnum > 0 ORDER BY attnum),
           ARRAY['severity text', 'healthy_replicas integer', 'registered_replicas integer', 'max_replay_lag interval',
                 'most_lagging text', 'worker_alive boolean', 'worker_pid integer', 'last_round_age interval',
-                'last_round_duration interval'],
+                'last_round_duration interval', 'registry_problem text'],
           'health columns and types');
 SELECT results_eq($$SELECT node, role, state FROM replica_router.status$$,
                   $$VALUES ('primary'::text, 'primary'::text, 'healthy'::text)$$,
@@ -121,8 +122,9 @@ SELECT results_eq($$SELECT node, role, state FROM replica_router.status$$,
 -- Functions: the set, signatures with defaults and OUT columns, return types.
 --------------------------------------------------------------------------
 SELECT functions_are('replica_router', ARRAY[
-    '_assert_preloaded', '_check_conninfo', '_check_name', '_check_weight', '_conninfo_error', '_hints', '_label',
-    '_ms_setting', '_nodes_changed', '_notify_worker', '_pools', '_primary', '_primary_stats', '_slots', '_worst',
+    '_assert_preloaded', '_check_conninfo', '_check_name', '_check_privilege', '_check_weight', '_conninfo_error',
+    '_conninfo_value', '_hide_statement', '_hints', '_label', '_ms_setting', '_nodes_changed', '_notify_worker',
+    '_owner_trigger', '_pools', '_primary', '_primary_stats', '_slots', '_unprivileged_problem', '_worst',
     'add_replica', 'alter_replica', 'candidates', 'connection_string', 'drop_route', 'mask_conninfo', 'metrics',
     'recommend', 'remove_replica', 'set_route', 'worker_status', 'write_lsn']);
 
@@ -131,7 +133,7 @@ SELECT function_returns('replica_router', 'add_replica', ARRAY['text', 'text', '
 SELECT is(pg_get_function_arguments('replica_router.add_replica(text, text, integer, text, text)'::regprocedure),
           'name text, conninfo text, weight integer DEFAULT 100, zone text DEFAULT NULL::text, pgbouncer text DEFAULT NULL::text',
           'add_replica arguments and defaults');
-SELECT is_definer('replica_router', 'add_replica', ARRAY['text', 'text', 'integer', 'text', 'text']);
+SELECT isnt_definer('replica_router', 'add_replica', ARRAY['text', 'text', 'integer', 'text', 'text']);
 SELECT function_lang_is('replica_router', 'add_replica', ARRAY['text', 'text', 'integer', 'text', 'text'], 'plpgsql');
 SELECT volatility_is('replica_router', 'add_replica', ARRAY['text', 'text', 'integer', 'text', 'text'], 'volatile');
 
@@ -140,7 +142,7 @@ SELECT function_returns('replica_router', 'alter_replica', ARRAY['text', 'intege
 SELECT is(pg_get_function_arguments('replica_router.alter_replica(text, integer, boolean, text, text, text)'::regprocedure),
           'name text, weight integer DEFAULT NULL::integer, enabled boolean DEFAULT NULL::boolean, zone text DEFAULT NULL::text, conninfo text DEFAULT NULL::text, pgbouncer text DEFAULT NULL::text',
           'alter_replica arguments and defaults');
-SELECT is_definer('replica_router', 'alter_replica', ARRAY['text', 'integer', 'boolean', 'text', 'text', 'text']);
+SELECT isnt_definer('replica_router', 'alter_replica', ARRAY['text', 'integer', 'boolean', 'text', 'text', 'text']);
 
 SELECT has_function('replica_router', 'remove_replica', ARRAY['text']);
 SELECT function_returns('replica_router', 'remove_replica', ARRAY['text'], 'void');
@@ -179,7 +181,8 @@ SELECT function_returns('replica_router', 'worker_status', ARRAY[]::text[], 'rec
 SELECT is(pg_get_function_arguments('replica_router.worker_status()'::regprocedure),
           'OUT pid integer, OUT started_at timestamp with time zone, OUT rounds bigint, OUT last_round_start timestamp with time zone, '
           'OUT last_round_duration interval, OUT polls bigint, OUT poll_failures bigint, OUT hint_writes bigint, '
-          'OUT write_failures bigint, OUT last_error text, OUT last_error_at timestamp with time zone',
+          'OUT write_failures bigint, OUT last_error text, OUT last_error_at timestamp with time zone, '
+          'OUT registry_problem text',
           'worker_status result columns');
 
 SELECT has_function('replica_router', 'mask_conninfo', ARRAY['text']);

@@ -43,7 +43,7 @@ SELECT function_privs_are('replica_router', '_assert_preloaded', ARRAY[]::name[]
 SELECT function_privs_are('replica_router', 'add_replica', ARRAY['text', 'text', 'integer', 'text', 'text'], 'replica_router_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('replica_router', 'remove_replica', ARRAY['text'], 'replica_router_admin', ARRAY['EXECUTE']);
 SELECT function_privs_are('replica_router', 'alter_replica', ARRAY['text', 'integer', 'boolean', 'text', 'text', 'text'], 'replica_router_admin', ARRAY['EXECUTE']);
-SELECT table_privs_are('replica_router', 'nodes', 'replica_router_admin', ARRAY['SELECT']);
+SELECT table_privs_are('replica_router', 'nodes', 'replica_router_admin', ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE']);
 
 --------------------------------------------------------------------------
 -- A plain login role
@@ -82,8 +82,8 @@ SELECT lives_ok($$SET LOCAL ROLE rr_tap_admin; SELECT replica_router.alter_repli
 SELECT is((SELECT weight FROM replica_router.nodes WHERE name = 'tap1'), 7, 'the weight was changed');
 SELECT lives_ok($$SET LOCAL ROLE rr_tap_admin; SELECT count(*) FROM replica_router.nodes; RESET ROLE$$,
                 'an admin member can read the registry');
-SELECT throws_ok($$SET LOCAL ROLE rr_tap_admin; UPDATE replica_router.nodes SET weight = 1; RESET ROLE$$,
-                 '42501', NULL, 'an admin member cannot write the registry directly');
+SELECT throws_ok($$SET LOCAL ROLE rr_tap_admin; TRUNCATE replica_router.nodes; RESET ROLE$$,
+                 '42501', NULL, 'an admin member cannot truncate the registry');
 SELECT lives_ok($$SET LOCAL ROLE rr_tap_admin; SELECT replica_router.remove_replica('tap1'); RESET ROLE$$,
                 'an admin member can remove_replica');
 SELECT is_empty($$SELECT 1 FROM replica_router.nodes WHERE name = 'tap1'$$, 'the replica is gone');
@@ -93,8 +93,8 @@ SELECT is(current_user, 'postgres', 'back to the test''s own role');
 -- SECURITY DEFINER functions
 --------------------------------------------------------------------------
 SELECT set_eq($$SELECT proname::text FROM pg_proc WHERE pronamespace = 'replica_router'::regnamespace AND prosecdef$$,
-              ARRAY['add_replica', 'alter_replica', 'remove_replica', 'set_route', 'drop_route'],
-              'exactly the registry and route functions are SECURITY DEFINER');
+              ARRAY['remove_replica', 'set_route', 'drop_route'],
+              'exactly remove_replica and the route functions are SECURITY DEFINER (add and alter run as the caller, so the registry records who set a connection string)');
 SELECT is_empty($$SELECT p.oid::regprocedure FROM pg_proc p
                   WHERE p.pronamespace = 'replica_router'::regnamespace AND p.prosecdef
                     AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY (p.proconfig), false)$$,
@@ -120,7 +120,7 @@ SELECT lives_ok($$SET LOCAL ROLE rr_tap_admin;
                   CREATE FUNCTION rr_tap_evil.now() RETURNS timestamptz LANGUAGE sql AS 'SELECT ''2000-01-01''::timestamptz';
                   CREATE TABLE rr_tap_evil.nodes (LIKE replica_router.nodes);
                   SET LOCAL search_path = rr_tap_evil, pg_catalog, public;
-                  SELECT replica_router.add_replica('tap2', 'host=127.0.0.1 port=1');
+                  SELECT replica_router.add_replica('tap2', 'host=127.0.0.1 port=1 password=x');
                   SELECT replica_router.alter_replica('tap2', weight => 3);
                   RESET ROLE$$,
                 'admin member registers with a hostile search_path');

@@ -33,7 +33,7 @@ SELECT columns_are('replica_router', 'pgbouncer_pools', ARRAY[
 
 SELECT columns_are('replica_router', 'health', ARRAY[
     'severity', 'healthy_replicas', 'registered_replicas', 'max_replay_lag', 'most_lagging', 'worker_alive',
-    'worker_pid', 'last_round_age', 'last_round_duration']);
+    'worker_pid', 'last_round_age', 'last_round_duration', 'registry_problem']);
 SELECT col_type_is('replica_router', 'health', 'worker_alive', 'boolean', 'health.worker_alive is boolean');
 
 SELECT function_returns('replica_router', 'metrics', ARRAY[]::text[], 'text');
