@@ -8,6 +8,7 @@
 #       the poll query on the replica or recommend() on the standby runs
 #   F5  a row from before 1.2 (no recorded owner) naming a FIFO is never
 #       opened; the worker keeps polling s1
+#   F9  connection_string() quotes a host that holds a space
 #   F6  a routes read that fails is reported (worker_status, health) and
 #       does not hold back registry changes
 #   F14 a failed registration logs no statement with the connection string
@@ -173,6 +174,21 @@ $rr->q('CREATE ROLE mallory LOGIN');
 		'F6: once readable, the problem clears by itself');
 	$rr->q(q{SELECT replica_router.alter_replica('s1', enabled => true)});
 	ok(defined $rr->wait_state('s1', 'healthy', 15), 'F6: s1 healthy again');
+}
+
+###############################################################################
+# F9. connection_string() quotes what libpq would split
+###############################################################################
+{
+	# A host name with a space: libpq connects to hostaddr and reports the name.
+	$rr->q(sprintf(q{SELECT replica_router.add_replica('f9', 'host=''127.0.0.1 sslmode=disable'' hostaddr=127.0.0.1 port=%d dbname=postgres user=%s')},
+		$s1->port, $os_user));
+	ok(defined $rr->wait_state('f9', 'healthy', 15), 'F9: a node whose host holds a space is healthy');
+	my $cs = $rr->q(q{SELECT replica_router.connection_string('read')});
+	like($cs, qr/^host='127\.0\.0\.1 sslmode=disable,127\.0\.0\.1,|^host='[^']*127\.0\.0\.1 sslmode=disable[^']*'/,
+		'F9: connection_string() quotes the host list');
+	unlike($cs, qr/^host=[^']/, 'F9: ... so the space cannot start a new setting');
+	$rr->q(q{SELECT replica_router.remove_replica('f9')});
 }
 
 ###############################################################################
