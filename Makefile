@@ -1,7 +1,12 @@
 # PGXS build: make, make install, make installcheck.
 EXTENSION = replica_router
 MODULE_big = replica_router
-SRCS = $(wildcard src/*.cpp)
+# src/core: decisions, lag, conninfo rules, the poller, parsers; plain C++ and
+# libpq, unit-tested without a server. src/pg: everything that talks to the
+# server (worker, SPI, shared memory, SQL functions).
+CORE_SRCS = $(wildcard src/core/*.cpp)
+PG_SRCS = $(wildcard src/pg/*.cpp)
+SRCS = $(CORE_SRCS) $(PG_SRCS)
 OBJS = $(SRCS:.cpp=.o)
 DATA = $(wildcard extension/replica_router--*.sql)
 
@@ -12,7 +17,7 @@ REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --temp-config=$(CURDIR)/test/regress.conf --temp-instance=$(CURDIR)/tmp_check_regress --load-extension=replica_router
 
 PG_CXXFLAGS = -std=c++20 -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-register $(if $(WERROR),-Werror) $(EXTRA_CXXFLAGS)
-PG_CPPFLAGS = -I$(libpq_srcdir) -I$(shell $(PG_CONFIG) --includedir)
+PG_CPPFLAGS = -Isrc/core -Isrc/pg -I$(libpq_srcdir) -I$(shell $(PG_CONFIG) --includedir)
 SHLIB_LINK = -lpq -lstdc++ $(EXTRA_LDFLAGS)
 
 # No LLVM bitcode for C++ sources: JIT inlining is for the core's C code.
@@ -22,7 +27,11 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 # Headers are few and shared: any change rebuilds every object.
-$(OBJS): $(wildcard src/*.hpp)
+$(OBJS): $(wildcard src/core/*.hpp src/pg/*.hpp)
+
+# The fence: core files are compiled without the server's include directory,
+# so one that includes a PostgreSQL header does not build.
+$(CORE_SRCS:.cpp=.o): CPPFLAGS = -Isrc/core -I$(shell $(PG_CONFIG) --includedir) -D_GNU_SOURCE
 
 # Client programs (plain libpq, no server headers): the Nagios-style check
 # command and the pgbouncer follower.

@@ -84,13 +84,14 @@ std::vector<std::string> g_secrets;       // passwords never to print
 // Output
 // ---------------------------------------------------------------------------
 
-// One line: newlines and runs of blanks from libpq messages become one space.
+// One line: newlines, other control characters and runs of blanks (from
+// libpq messages, or any text the server returns) become one space.
 std::string one_line(const std::string &s)
 {
     std::string out;
     bool blank = false;
     for (unsigned char ch : s) {
-        if (std::isspace(ch)) {
+        if (std::isspace(ch) || std::iscntrl(ch)) {
             blank = !out.empty();
             continue;
         }
@@ -113,12 +114,23 @@ std::string redact(std::string s)
     return s;
 }
 
+// Nagios takes everything after the first "|" as performance data, and a
+// newline as the start of long output: the text (node and slot names, the
+// server's errors and reasons) keeps neither. Passwords are masked first,
+// while they still read as given.
+std::string status_text(const std::string &s)
+{
+    std::string out = one_line(redact(s));
+    std::replace(out.begin(), out.end(), '|', '/');
+    return out;
+}
+
 [[noreturn]] void finish(Status status, const std::string &text, const std::string &perf = "")
 {
-    std::string line = g_label + " " + kStatusName[status] + " - " + one_line(text);
+    std::string line = g_label + " " + kStatusName[status] + " - " + status_text(text);
     if (!perf.empty())
-        line += " | " + perf;
-    std::printf("%s\n", redact(line).c_str());
+        line += " | " + status_text(perf);
+    std::printf("%s\n", line.c_str());
     std::fflush(stdout);
     if (g_conn != nullptr)
         PQfinish(g_conn);
@@ -143,9 +155,13 @@ std::string num(double v, int decimals = 3)
     return s == "-0" ? "0" : s;
 }
 
-// Nagios performance data label: quoted unless plain.
-std::string perf_label(const std::string &label)
+// Nagios performance data label: quoted unless plain. A label may not hold
+// "=" (it ends the label) nor "|" or control characters (see status_text).
+std::string perf_label(std::string label)
 {
+    for (char &ch : label)
+        if (ch == '=' || ch == '|' || std::iscntrl(static_cast<unsigned char>(ch)))
+            ch = '_';
     bool plain = !label.empty() && std::all_of(label.begin(), label.end(), [](unsigned char ch) {
         return std::isalnum(ch) || ch == '_' || ch == '-' || ch == '.';
     });

@@ -6,8 +6,14 @@
 // periodic re-check) or from a standby (polling the replicated hints). Writes
 // the include file atomically (temporary file in the same directory, fsync,
 // rename) and sends RELOAD to pgbouncer's admin console, only when the
-// [databases] lines change. When the hints cannot be read it keeps the last
-// good file. Plain libpq, no server headers.
+// [databases] lines change, and checks with SHOW DATABASES that pgbouncer
+// applied it. When the hints cannot be read it keeps the last good file.
+// Plain libpq, no server headers.
+//
+// Hints come from the database, where whoever may register a node or NOTIFY
+// can put any text: the follower writes only values pgbouncer's syntax
+// carries as they are, escapes control characters in what it logs, and acts
+// only on the worker's own notifications.
 #include <libpq-fe.h>
 
 #include <fcntl.h>
@@ -26,6 +32,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -63,10 +70,13 @@ replica qualifies the read alias points at the primary (as recommend() does). Th
 write alias points at the primary (recommend('write')).
 
 The file is replaced only when its [databases] lines change, then pgbouncer gets
-RELOAD. When the source is unreachable, its hints are too old (on a standby: heartbeat
-older than replica_router.standby_max_hint_age) or no node qualifies, the last good
-file stays as it is; errors are retried with backoff (up to 30s). SIGTERM or SIGINT
-stops it. Exit status: 0 done, 1 failure (--once), 2 bad usage.
+RELOAD; the reload counts as done only when SHOW DATABASES shows the aliases where the
+file points. When the source is unreachable, its hints are too old (on a standby:
+heartbeat older than replica_router.standby_max_hint_age), no node qualifies or a host
+is not a plain host name, IP address or socket directory, the last good file stays as
+it is; errors are retried with backoff (up to 30s). On the primary only notifications
+sent by the replica_router worker's backend count. SIGTERM or SIGINT stops it.
+Exit status: 0 done, 1 failure (--once), 2 bad usage.
 )";
 
 using Clock = std::chrono::steady_clock;
@@ -78,6 +88,61 @@ constexpr int kDefaultConnectTimeoutS = 5;
 // ---------------------------------------------------------------------------
 // Logging and signals
 // ---------------------------------------------------------------------------
+
+bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
+
+void append_escape(std::string &out, unsigned char c)
+{
+    char buf[8];
+    switch (c) {
+    case '\n':
+        out += "\\n";
+        break;
+    case '\r':
+        out += "\\r";
+        break;
+    case '\t':
+        out += "\\t";
+        break;
+    default:
+        std::snprintf(buf, sizeof buf, "\\x%02x", c);
+        out += buf;
+    }
+}
+
+// Control characters escaped: text from the database (node names, reasons)
+// or the server cannot end a log line or a comment line and forge the next.
+std::string escape_controls(const std::string &s)
+{
+    std::string out;
+    for (unsigned char c : s) {
+        if (is_control(c))
+            append_escape(out, c);
+        else
+            out += static_cast<char>(c);
+    }
+    return out;
+}
+
+// A refused value for a message: quoted, with quotes, backslashes, control
+// and non-ASCII bytes escaped, so the reader sees exactly what it was.
+std::string quoted(const std::string &s)
+{
+    constexpr std::size_t kShown = 200;
+    std::string out = "\"";
+    for (std::size_t i = 0; i < s.size() && i < kShown; ++i) {
+        unsigned char c = static_cast<unsigned char>(s[i]);
+        if (c == '"' || c == '\\') {
+            out += '\\';
+            out += static_cast<char>(c);
+        } else if (is_control(c) || c >= 0x80) {
+            append_escape(out, c);
+        } else {
+            out += static_cast<char>(c);
+        }
+    }
+    return out + (s.size() > kShown ? "...\"" : "\"");
+}
 
 void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void say(const char *fmt, ...)
@@ -94,7 +159,7 @@ void say(const char *fmt, ...)
     va_start(ap, fmt);
     std::vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    std::fprintf(stderr, "%s %s: %s\n", stamp, kProgram, msg);
+    std::fprintf(stderr, "%s %s: %s\n", stamp, kProgram, escape_controls(msg).c_str());
     std::fflush(stderr);
 }
 
@@ -182,7 +247,7 @@ bool plain_name(const std::string &s)
 [[noreturn]] void usage_error(const char *fmt, const std::string &arg)
 {
     std::fprintf(stderr, "%s: ", kProgram);
-    std::fprintf(stderr, fmt, arg.c_str());
+    std::fprintf(stderr, fmt, escape_controls(arg).c_str());
     std::fprintf(stderr, "\nTry \"%s --help\" for more information.\n", kProgram);
     std::exit(2);
 }
@@ -232,6 +297,9 @@ Options parse_options(int argc, char **argv)
         usage_error("%s--output is required", "");
     if (o.dbname.empty())
         usage_error("%s--dbname is required", "");
+    // The database name is written quoted, but no quoting carries a newline.
+    if (std::any_of(o.dbname.begin(), o.dbname.end(), [](unsigned char c) { return is_control(c); }))
+        usage_error("invalid --dbname \"%s\": it has control characters", o.dbname);
     if (o.read_alias.empty())
         o.read_alias = o.dbname + "_read";
     if (o.write_alias.empty())
@@ -441,6 +509,7 @@ class Follower {
     std::string source_label_, bouncer_label_;  // for messages
     PGconn *src_ = nullptr;
     bool listening_ = false;
+    int worker_pid_ = 0;  // the worker's backend PID on the source, 0 unknown
     std::optional<Target> read_in_file_;  // where the file's read alias points
     bool reload_pending_ = false;
     int source_failures_ = 0, bouncer_failures_ = 0;
@@ -453,6 +522,7 @@ class Follower {
             PQfinish(src_);
         src_ = nullptr;
         listening_ = false;
+        worker_pid_ = 0;  // the next connection may reach another primary
     }
     Millis backoff(int failures) const
     {
@@ -468,6 +538,8 @@ class Follower {
     void source_failed(const std::string &err);
     bool drain_notifications(bool *lost);
     bool queued_notifications();
+    bool from_worker(int be_pid);
+    std::string check_applied(PGconn *bouncer, std::string &seen) const;
     std::string render_body(const Routing &r) const;
     std::string render(const Routing &r, const std::string &body) const;
 };
@@ -572,12 +644,35 @@ std::string ini_value(const std::string &v)
     return q + "'";
 }
 
-std::string comment(std::string s)
+std::string comment(const std::string &s) { return escape_controls(s); }
+
+bool ascii_alnum(unsigned char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+// A host pgbouncer's configuration carries as it is: a host name, an IPv4 or
+// IPv6 literal, or a socket directory. Anything else (control characters,
+// blanks, quotes, "=", ",", ";", "%", ...) is refused rather than quoted: a
+// newline ends the line whatever the quoting (pgbouncer then rejects the
+// whole file, or applies the part before it), and a comma names a second host.
+bool safe_host(const std::string &h)
 {
-    for (char &c : s)
-        if (c == '\n' || c == '\r')
-            c = ' ';
-    return s;
+    if (h.empty() || h.size() > 255)
+        return false;
+    bool dir = h[0] == '/';
+    return std::all_of(h.begin(), h.end(), [dir](unsigned char c) {
+        return ascii_alnum(c) || c == '.' || c == '-' || c == '_' || c == (dir ? '/' : ':');
+    });
+}
+
+// Why a target cannot go into the file, or "" when it can.
+std::string unsafe_target(const std::string &alias, const Target &t)
+{
+    if (!safe_host(t.host))
+        return "refusing host " + quoted(t.host) + " of node " + quoted(t.node) + " for " + alias +
+               ": not a host name, IP address or socket directory that pgbouncer's configuration can carry "
+               "(letters, digits, \".\", \"-\", \"_\", \":\"; \"/\" in a socket directory)";
+    if (t.port < 1 || t.port > 65535)
+        return "refusing port " + std::to_string(t.port) + " of node " + quoted(t.node) + " for " + alias;
+    return "";
 }
 
 std::string Follower::render_body(const Routing &r) const
@@ -620,15 +715,15 @@ std::string body_of(const std::string &path)
     return body;
 }
 
-// Where an alias of an existing file points (host and port), if it does.
-std::optional<Target> alias_in_file(const std::string &path, const std::string &alias)
+// The connection parameters of an alias in an existing file, if it has one.
+std::optional<std::map<std::string, std::string>> alias_params(const std::string &path, const std::string &alias)
 {
     std::ifstream in(path);
     std::string line;
     while (std::getline(in, line)) {
         if (line.rfind(alias + " = ", 0) != 0)
             continue;
-        Target t;
+        std::map<std::string, std::string> params;
         std::size_t i = alias.size() + 3;
         while (i < line.size()) {
             std::size_t eq = line.find('=', i);
@@ -652,15 +747,25 @@ std::optional<Target> alias_in_file(const std::string &path, const std::string &
             }
             while (i < line.size() && line[i] == ' ')
                 ++i;
-            if (key == "host")
-                t.host = value;
-            else if (key == "port")
-                t.port = std::atoi(value.c_str());
+            params[key] = value;
         }
-        if (!t.host.empty() && t.port > 0)
-            return t;
+        return params;
     }
     return std::nullopt;
+}
+
+// Where an alias of an existing file points (host and port), if it does.
+std::optional<Target> alias_in_file(const std::string &path, const std::string &alias)
+{
+    auto params = alias_params(path, alias);
+    if (!params)
+        return std::nullopt;
+    Target t;
+    t.host = (*params)["host"];
+    t.port = std::atoi((*params)["port"].c_str());
+    if (t.host.empty() || t.port <= 0)
+        return std::nullopt;
+    return t;
 }
 
 bool write_atomically(const std::string &path, const std::string &content, std::string &err)
@@ -736,6 +841,15 @@ bool Follower::refresh()
         source_failed(err);
         return false;
     }
+    // A refused value counts as a failure of the source: the last good file
+    // stays, and the hints are read again with backoff.
+    err = unsafe_target(opt_.read_alias, r.read);
+    if (err.empty())
+        err = unsafe_target(opt_.write_alias, r.write);
+    if (!err.empty()) {
+        source_failed(err);
+        return false;
+    }
     if (source_failures_ > 0)
         say("source %s: reading the hints again", endpoint(opt_.source).c_str());
     source_failures_ = 0;
@@ -763,21 +877,59 @@ bool Follower::refresh()
     return true;
 }
 
+// pgbouncer answers RELOAD with success even when it cannot load its
+// configuration: it logs the error and keeps the old databases, or applies
+// the lines before the bad one. Whether the aliases point where the file says
+// shows in SHOW DATABASES. Returns why not, or "" (with what it saw in seen).
+std::string Follower::check_applied(PGconn *bouncer, std::string &seen) const
+{
+    Result r(PQexec(bouncer, "SHOW DATABASES"));
+    if (PQresultStatus(r.res) != PGRES_TUPLES_OK)
+        return "SHOW DATABASES failed: " + one_line(PQerrorMessage(bouncer));
+    int name = PQfnumber(r.res, "name"), host = PQfnumber(r.res, "host"), port = PQfnumber(r.res, "port"),
+        db = PQfnumber(r.res, "database");
+    if (name < 0 || host < 0 || port < 0 || db < 0)
+        return "SHOW DATABASES has no name, host, port and database columns";
+    for (const std::string &alias : {opt_.read_alias, opt_.write_alias}) {
+        auto want = alias_params(opt_.output, alias);
+        if (!want)
+            continue;  // not in the file (not written yet): nothing to compare
+        std::string dbname = want->count("dbname") ? (*want)["dbname"] : alias;
+        std::string expected = (*want)["host"] + ":" + (*want)["port"] + "/" + dbname, got;
+        for (int i = 0; i < PQntuples(r.res) && got.empty(); ++i)
+            if (r.str(i, name) == alias)
+                got = r.str(i, host) + ":" + r.str(i, port) + "/" + r.str(i, db);
+        if (got.empty())
+            return "pgbouncer has no database " + alias + " (" + opt_.output + " has " + alias + " -> " + expected +
+                   "): is the file %included? see pgbouncer's log";
+        if (got != expected)
+            return "pgbouncer has " + alias + " -> " + got + ", " + opt_.output + " has " + expected +
+                   ": it did not load the file, see pgbouncer's log";
+        seen += (seen.empty() ? "" : ", ") + alias + " -> " + got;
+    }
+    return "";
+}
+
 bool Follower::reload()
 {
-    std::string err;
+    std::string err, seen;
     PGconn *c = open_conn(opt_.pgbouncer, false, bouncer_label_, err);
-    if (c != nullptr) {
+    if (c == nullptr) {
+        err = "reload failed: cannot connect: " + err;
+    } else {
         Result r(PQexec(c, "RELOAD"));
         if (PQresultStatus(r.res) != PGRES_COMMAND_OK)
-            err = "RELOAD failed: " + one_line(PQerrorMessage(c));
+            err = "reload failed: RELOAD: " + one_line(PQerrorMessage(c));
+        else if (std::string why = check_applied(c, seen); !why.empty())
+            err = "reload failed: " + why;
         PQfinish(c);
     }
     if (err.empty()) {
         reload_pending_ = false;
         bouncer_failures_ = 0;
         last_bouncer_error_.clear();
-        say("pgbouncer at %s reloaded", endpoint(opt_.pgbouncer).c_str());
+        std::string checked = seen.empty() ? "" : " (SHOW DATABASES: " + seen + ")";
+        say("pgbouncer at %s reloaded%s", endpoint(opt_.pgbouncer).c_str(), checked.c_str());
         return true;
     }
     ++bouncer_failures_;
@@ -792,7 +944,33 @@ bool Follower::reload()
     return false;
 }
 
-// Frees the notifications libpq has already read; true if there were any.
+// Anyone who may connect can NOTIFY replica_router with any payload; the
+// sender's backend PID, which libpq reports in be_pid, is set by the server
+// and cannot be forged. So a notification counts only when the worker sent
+// it. Its PID is read again when unknown and when another backend sends (the
+// worker may have restarted since); anything else is ignored, with a line.
+bool Follower::from_worker(int be_pid)
+{
+    if (be_pid == worker_pid_ && worker_pid_ != 0)
+        return true;
+    Result r(PQexec(src_, "SELECT pid FROM replica_router.worker_status()"));
+    if (PQresultStatus(r.res) != PGRES_TUPLES_OK || PQntuples(r.res) != 1) {
+        say("ignored a notification on channel replica_router from backend PID %d (cannot read the worker's PID: %s)",
+            be_pid, one_line(PQerrorMessage(src_)).c_str());
+        return false;
+    }
+    int pid = std::atoi(r.str(0, 0).c_str());  // NULL (0): the worker is not running
+    if (pid != worker_pid_ && pid != 0)
+        say("source %s: the replica_router worker is backend PID %d", endpoint(opt_.source).c_str(), pid);
+    worker_pid_ = pid;
+    if (be_pid == worker_pid_ && worker_pid_ != 0)
+        return true;
+    say("ignored a notification on channel replica_router from backend PID %d (not the replica_router worker)",
+        be_pid);
+    return false;
+}
+
+// Frees the notifications libpq has already read; true if the worker sent any.
 bool Follower::queued_notifications()
 {
     bool any = false;
@@ -800,8 +978,10 @@ bool Follower::queued_notifications()
         PGnotify *n = PQnotifies(src_);
         if (n == nullptr)
             break;
-        any = true;
+        int be_pid = n->be_pid;
         PQfreemem(n);
+        if (from_worker(be_pid))
+            any = true;
     }
     return any;
 }

@@ -1,9 +1,9 @@
 // Unit tests for the C++-only parts: lag history, classification, routing,
 // connection-string handling. No server needed. Prints one line per failed
 // check and a closing "unit: N passed, N failed".
-#include "../../src/conninfo.hpp"
-#include "../../src/lag.hpp"
-#include "../../src/routing.hpp"
+#include "conninfo.hpp"
+#include "lag.hpp"
+#include "routing.hpp"
 
 #include <cstdio>
 #include <cstring>
