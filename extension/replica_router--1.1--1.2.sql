@@ -327,6 +327,71 @@ LANGUAGE sql VOLATILE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp 
 $$;
 
 ------------------------------------------------------------------------------
+-- The replica states, from the library's one table: the lag view (and so
+-- health, metrics() and the check command) judge states as the worker does.
+------------------------------------------------------------------------------
+CREATE FUNCTION replica_router.states(
+    OUT state text, OUT severity text, OUT lag_judged boolean, OUT routable boolean, OUT meaning text)
+RETURNS SETOF record LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'replica_router_states';
+COMMENT ON FUNCTION replica_router.states() IS
+    'Each routing state: its severity, whether lag thresholds also judge it, whether reads go there, what it means';
+
+CREATE OR REPLACE VIEW replica_router.lag AS
+WITH h AS (SELECT * FROM replica_router._hints()),
+     sr AS (SELECT r.*, s.slot_name AS via_slot,
+                   count(*) OVER (PARTITION BY r.application_name) AS same_name
+              FROM pg_catalog.pg_stat_replication r
+              LEFT JOIN pg_catalog.pg_replication_slots s ON s.active_pid = r.pid)
+SELECT n.name AS node,
+       coalesce(h.state, CASE WHEN n.enabled THEN 'unknown' ELSE 'disabled' END) AS state,
+       CASE WHEN m.pid IS NULL THEN NULL WHEN h.wal_slot_name IS NOT NULL THEN 'slot' ELSE 'application_name' END
+           AS matched_by,
+       m.application_name,
+       m.client_addr,
+       m.state AS walsender_state,
+       m.sync_state,
+       m.sent_lsn,
+       m.write_lsn,
+       m.flush_lsn,
+       m.replay_lsn AS reported_replay_lsn,
+       m.write_lag,
+       m.flush_lag,
+       m.replay_lag AS reported_replay_lag,
+       h.receive_lsn,
+       h.replay_lsn,
+       h.lag_bytes,
+       pg_catalog.pg_size_pretty(h.lag_bytes) AS lag_size,
+       h.lag AS replay_lag,
+       extract(epoch FROM h.lag)::double precision AS replay_lag_seconds,
+       CASE WHEN NOT pg_catalog.pg_is_in_recovery() AND h.receive_lsn IS NOT NULL
+            THEN greatest(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), h.receive_lsn), 0)::bigint
+       END AS receive_gap_bytes,
+       CASE WHEN h.receive_lsn IS NOT NULL AND h.replay_lsn IS NOT NULL
+            THEN greatest(pg_catalog.pg_wal_lsn_diff(h.receive_lsn, h.replay_lsn), 0)::bigint
+       END AS replay_gap_bytes,
+       h.replay_paused,
+       CASE WHEN NOT n.enabled THEN 'ok'
+            ELSE replica_router._worst(
+                     st.severity,
+                     CASE WHEN st.lag_judged AND h.lag >= replica_router._ms_setting('replica_router.lag_critical')
+                          THEN 'critical'
+                          WHEN st.lag_judged AND (h.lag >= replica_router._ms_setting('replica_router.lag_warning')
+                                                  OR h.replay_paused)
+                          THEN 'warning' END)
+       END AS severity,
+       h.last_poll,
+       h.error
+  FROM replica_router.nodes n
+  LEFT JOIN h ON h.node_id = n.id
+  LEFT JOIN replica_router.states() st
+         ON st.state = coalesce(h.state, CASE WHEN n.enabled THEN 'unknown' ELSE 'disabled' END)
+  LEFT JOIN LATERAL (
+        SELECT sr.* FROM sr
+         WHERE (h.wal_slot_name IS NOT NULL AND sr.via_slot = h.wal_slot_name)
+            OR (h.wal_slot_name IS NULL AND sr.application_name = h.wal_application_name AND sr.same_name = 1)
+         LIMIT 1) m ON true;
+
+------------------------------------------------------------------------------
 -- worker_status() says when the registry or routes cannot be read, and the
 -- health view is critical then.
 ------------------------------------------------------------------------------
@@ -373,8 +438,10 @@ COMMENT ON VIEW replica_router.health IS
 ------------------------------------------------------------------------------
 REVOKE ALL ON FUNCTION replica_router._check_privilege(text, text, text), replica_router._unprivileged_problem(text),
     replica_router._hide_statement(), replica_router._owner_trigger(), replica_router.worker_status(),
+    replica_router.states(),
     replica_router._conninfo_value(text) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION replica_router.worker_status(), replica_router._conninfo_value(text) TO PUBLIC;
+GRANT EXECUTE ON FUNCTION replica_router.worker_status(), replica_router._conninfo_value(text),
+    replica_router.states() TO PUBLIC;
 GRANT SELECT ON replica_router.health TO PUBLIC;
 GRANT INSERT, UPDATE, DELETE ON replica_router.nodes TO replica_router_admin;
 GRANT EXECUTE ON FUNCTION replica_router._check_privilege(text, text, text), replica_router._hide_statement(),

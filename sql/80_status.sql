@@ -41,3 +41,7 @@ SELECT replica_router.remove_replica('replica1');
 SELECT replica_router.remove_replica('replica2');
 SELECT replica_router.remove_replica('replica3');
 SELECT node, role, state FROM replica_router.status;
+
+-- The routing states as the library defines them (src/core/states.hpp): the
+-- lag view, health, metrics() and the check command judge states by this.
+SELECT * FROM replica_router.states();

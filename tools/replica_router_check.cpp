@@ -562,22 +562,24 @@ std::optional<std::string> param(const std::optional<double> &v)
 
 std::string seconds_text(double s) { return num(s, s < 10 ? 2 : 1) + "s"; }
 
-// With thresholds given, healthy and lagging replicas are judged here as the
-// view does (lag at or over critical; lag at or over warning, or replay
-// paused); other states keep the view's severity.
+// With thresholds given, the states whose lag counts (replica_router.states():
+// healthy, lagging) are judged here as the view does (lag at or over
+// critical; lag at or over warning, or replay paused); other states keep the
+// view's severity.
 constexpr const char *kLagQuery = R"(
 WITH t AS (
     SELECT coalesce($1::float8, extract(epoch FROM replica_router._ms_setting('replica_router.lag_warning'))::float8) AS warn_s,
            coalesce($2::float8, extract(epoch FROM replica_router._ms_setting('replica_router.lag_critical'))::float8) AS crit_s,
            coalesce($3, current_setting('replica_router.lag_warning')) AS warn_text,
            coalesce($4, current_setting('replica_router.lag_critical')) AS crit_text)
-SELECT l.node, l.state, l.replay_lag_seconds, l.replay_paused, l.error, t.*,
-       CASE WHEN l.state IN ('healthy', 'lagging') AND ($1 IS NOT NULL OR $2 IS NOT NULL)
+SELECT l.node, l.state, l.replay_lag_seconds, l.replay_paused, l.error, t.*, s.lag_judged,
+       CASE WHEN s.lag_judged AND ($1 IS NOT NULL OR $2 IS NOT NULL)
             THEN CASE WHEN l.replay_lag_seconds >= t.crit_s THEN 'critical'
                       WHEN l.replay_lag_seconds >= t.warn_s OR l.replay_paused THEN 'warning'
                       ELSE 'ok' END
             ELSE l.severity END AS severity
   FROM replica_router.lag l CROSS JOIN t
+  JOIN replica_router.states() s ON s.state = l.state
  ORDER BY l.node)";
 
 [[noreturn]] void check_lag(const Options &o, const Thresholds &th)
@@ -593,7 +595,7 @@ SELECT l.node, l.state, l.replay_lag_seconds, l.replay_paused, l.error, t.*,
         double warn = r.number(i, "warn_s").value_or(0), crit = r.number(i, "crit_s").value_or(0);
         Status st = severity(r.text(i, "severity"));
         std::string text = node;
-        bool streaming = state == "healthy" || state == "lagging";
+        bool streaming = r.text(i, "lag_judged") == "t";  // healthy or lagging: the lag means something
         if (!streaming)
             lag.reset();  // the view keeps the last figure of a replica it cannot reach
         if (streaming) {

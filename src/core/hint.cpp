@@ -4,23 +4,6 @@
 
 namespace rr {
 
-const char *state_name(NodeState s)
-{
-    switch (s) {
-    case NodeState::unknown: return "unknown";
-    case NodeState::healthy: return "healthy";
-    case NodeState::lagging: return "lagging";
-    case NodeState::down: return "down";
-    case NodeState::promoted: return "promoted";
-    case NodeState::self: return "self";
-    case NodeState::foreign: return "foreign";
-    case NodeState::diverged: return "diverged";
-    case NodeState::stale: return "stale";
-    case NodeState::disabled: return "disabled";
-    }
-    return "unknown";
-}
-
 namespace {
 
 // Length of the valid UTF-8 sequence at p (at most `left` bytes), 0 if invalid.

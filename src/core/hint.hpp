@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "states.hpp"
+
 namespace rr {
 
 // Timestamps are PostgreSQL TimestampTz values: microseconds since 2000-01-01.
@@ -21,20 +23,7 @@ constexpr std::size_t kMaxNodesHard = 256; // shared-memory capacity ceiling
 constexpr std::size_t kMaxPools = 4096;    // pgbouncer pools over all nodes
 constexpr std::size_t kMaxSlots = 128;
 
-enum class NodeState : uint8_t {
-    unknown = 0,  // registered, not yet polled
-    healthy,
-    lagging,      // replay lag over max_lag
-    down,         // cannot connect or query within the timeouts
-    promoted,     // not in recovery any more
-    self,         // the entry is this server, the primary (e.g. a standby since promoted)
-    foreign,      // system identifier differs from the primary's
-    diverged,     // in recovery on a timeline the primary's history does not lead to
-    stale,        // no successful poll for stale_after
-    disabled,     // enabled = false in the registry
-};
 
-const char *state_name(NodeState s);
 
 // Client connections on a node, by state (pg_stat_activity).
 struct PoolCounts {

@@ -6,38 +6,6 @@
 
 namespace rr {
 
-NodeState classify(const ClassifyInput &in) noexcept
-{
-    if (!in.enabled)
-        return NodeState::disabled;
-    if (!in.polled)
-        return NodeState::unknown;
-    if (!in.last_poll_ok)
-        return NodeState::down;
-    if (in.primary_system_id != 0 && in.system_id != in.primary_system_id)
-        return NodeState::foreign;
-    if (!in.in_recovery)
-        return in.self ? NodeState::self : NodeState::promoted;
-    if (in.diverged)
-        return NodeState::diverged;
-    if (in.previous == NodeState::lagging) {
-        // Leave lagging only once clearly under the limit.
-        Micros exit_below = in.max_lag > in.hysteresis ? in.max_lag - in.hysteresis : 0;
-        return in.lag >= exit_below && in.lag > 0 ? NodeState::lagging : NodeState::healthy;
-    }
-    return in.lag > in.max_lag ? NodeState::lagging : NodeState::healthy;
-}
-
-NodeState damp(NodeState raw, NodeState previous, uint32_t streak, uint32_t needed) noexcept
-{
-    bool was_bad = previous == NodeState::down || previous == NodeState::lagging || previous == NodeState::promoted ||
-                   previous == NodeState::self ||
-                   previous == NodeState::foreign || previous == NodeState::diverged;
-    if (raw == NodeState::healthy && was_bad && streak < needed)
-        return previous;
-    return raw;
-}
-
 void default_primary_host(const char *listen_addresses, const char *hostname, char *out, std::size_t out_len) noexcept
 {
     char first[kHostLen] = "";
@@ -113,13 +81,6 @@ bool off_history(const TimelineHistory &h, uint32_t tli, bool streaming, Lsn lsn
     }
     std::snprintf(why, why_len, "on timeline %u, which is not in the primary's history (timeline %u)", tli, h.current);
     return true;
-}
-
-NodeState effective_state(const NodeHint &h, Micros now, Micros stale_after) noexcept
-{
-    if ((h.state == NodeState::healthy || h.state == NodeState::lagging) && now - h.last_success > stale_after)
-        return NodeState::stale;
-    return h.state;
 }
 
 const char *target_name(Target t)

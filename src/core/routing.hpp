@@ -4,25 +4,11 @@
 #pragma once
 
 #include "hint.hpp"
+#include "state_machine.hpp"
 
 #include <cstddef>
 
 namespace rr {
-
-struct ClassifyInput {
-    bool enabled;
-    bool polled;          // a poll has finished at least once
-    bool last_poll_ok;
-    bool in_recovery;
-    uint64_t system_id;
-    uint64_t primary_system_id;
-    Micros lag;
-    Micros max_lag;
-    NodeState previous;   // state before this poll
-    Micros hysteresis;    // a lagging replica stays lagging until lag < max_lag - hysteresis
-    bool diverged;        // off the primary's timeline history (see off_history)
-    bool self;            // the node is this very server
-};
 
 // The primary's timeline history: where it left each earlier timeline.
 constexpr int kMaxTimelines = 64;
@@ -52,17 +38,6 @@ bool parse_timeline_history(const char *text, uint32_t current, TimelineHistory 
 // then not judged.
 bool off_history(const TimelineHistory &h, uint32_t tli, bool streaming, Lsn lsn, char *why,
                  std::size_t why_len) noexcept;
-
-// The state a poll shows, before damping.
-NodeState classify(const ClassifyInput &in) noexcept;
-
-// Flap damping: a replica that was down, lagging, promoted, self, foreign or diverged comes
-// back as healthy only after `needed` consecutive healthy polls (`streak`).
-NodeState damp(NodeState raw, NodeState previous, uint32_t streak, uint32_t needed) noexcept;
-
-// A healthy or lagging hint whose last success is older than stale_after is
-// reported and routed as stale: the worker may have stopped.
-NodeState effective_state(const NodeHint &h, Micros now, Micros stale_after) noexcept;
 
 // The host clients are told to reach the primary at, when primary_host is
 // not set: the first listen_addresses entry; for a wildcard the machine's

@@ -11,16 +11,6 @@ namespace rr {
 
 namespace {
 
-NodeState parse_state(const char *s)
-{
-    for (NodeState st : {NodeState::unknown, NodeState::healthy, NodeState::lagging, NodeState::down,
-                         NodeState::promoted, NodeState::self, NodeState::foreign, NodeState::diverged,
-                         NodeState::stale, NodeState::disabled})
-        if (s != nullptr && strcmp(s, state_name(st)) == 0)
-            return st;
-    return NodeState::unknown;
-}
-
 const char *value(int row, int col)
 {
     return SPI_getvalue(SPI_tuptable->vals[row], SPI_tuptable->tupdesc, col);
@@ -87,7 +77,8 @@ void standby_load(StandbyHints &out, Micros now)
             copy_str(h.name, sizeof h.name, value(i, 2));
             copy_str(h.host, sizeof h.host, value(i, 3));
             h.port = DatumGetInt32(binval(i, 4, &isnull));
-            h.state = parse_state(value(i, 5));
+            h.state = NodeState::unknown;
+            (void) parse_state(value(i, 5), &h.state);
             h.enabled = h.state != NodeState::disabled;
             h.has_result = true;
             // Converted here: arithmetic in the query would resolve its

@@ -16,6 +16,7 @@
 #include "routing.hpp"
 #include "shmem.hpp"
 #include "slots.hpp"
+#include "state_machine.hpp"
 #include "timeline.hpp"
 
 #include <cstdlib>
@@ -379,7 +380,6 @@ void apply_result(Tracked &t, Micros now)
     in.primary_system_id = shared->primary_system_id;
     in.lag = h.lag;
     in.max_lag = static_cast<Micros>(rr_max_lag_ms) * 1000;
-    in.previous = before;
     in.hysteresis = in.max_lag * rr_lag_hysteresis_pct / 100;
     char why[kErrorLen];
     // The receiver's timeline when it runs (one reading with `streaming`),
@@ -393,15 +393,15 @@ void apply_result(Tracked &t, Micros now)
     // of the epoch's extraction).
     in.self = ok && !h.in_recovery && h.system_id == shared->primary_system_id && r.started_at != 0 &&
               std::llabs(r.started_at - PgStartTime) <= 1;
-    NodeState raw = classify(in);
-    if (raw == NodeState::diverged)
+    Event event = event_of(in);
+    if (event == Event::diverged)
         copy_str(h.error, sizeof h.error, why);
-    else if (raw == NodeState::self)
+    else if (event == Event::self)
         copy_str(h.error, sizeof h.error,
                  "this entry is the primary itself (e.g. a replica since promoted); remove it with "
                  "replica_router.remove_replica()");
-    h.good_streak = raw == NodeState::healthy ? h.good_streak + 1 : 0;
-    h.state = damp(raw, before, h.good_streak, static_cast<uint32_t>(rr_recovery_polls));
+    h.good_streak = target(before, event) == NodeState::healthy ? h.good_streak + 1 : 0;
+    h.state = step(before, event, h.good_streak, static_cast<uint32_t>(rr_recovery_polls));
     if (h.state != before) {
         h.state_since = now;
         ereport(LOG, (errmsg("replica_router: replica \"%s\" is now %s (was %s)%s%s", h.name, state_name(h.state),

@@ -125,6 +125,7 @@ SELECT functions_are('replica_router', ARRAY[
     '_assert_preloaded', '_check_conninfo', '_check_name', '_check_privilege', '_check_weight', '_conninfo_error',
     '_conninfo_value', '_hide_statement', '_hints', '_label', '_ms_setting', '_nodes_changed', '_notify_worker',
     '_owner_trigger', '_pools', '_primary', '_primary_stats', '_slots', '_unprivileged_problem', '_worst',
+    'states',
     'add_replica', 'alter_replica', 'candidates', 'connection_string', 'drop_route', 'mask_conninfo', 'metrics',
     'recommend', 'remove_replica', 'set_route', 'worker_status', 'write_lsn']);
 

@@ -116,6 +116,10 @@ LANGUAGE plpgsql AS $$
 BEGIN
     RETURN CASE WHEN 'critical' = ANY (s) THEN 'critical' WHEN 'warning' = ANY (s) THEN 'warning' ELSE 'ok' END;
 END$$;
+CREATE FUNCTION replica_router.states(OUT state text, OUT severity text, OUT lag_judged boolean,
+    OUT routable boolean, OUT meaning text) RETURNS SETOF record
+LANGUAGE sql AS $$ VALUES ('healthy', 'ok', true, true, ''), ('lagging', 'ok', true, false, ''),
+    ('down', 'critical', false, false, '') $$;
 CREATE TABLE replica_router.lag (node text, state text, replay_lag_seconds float8, replay_paused boolean,
     error text, severity text);
 INSERT INTO replica_router.lag VALUES

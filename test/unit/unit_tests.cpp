@@ -4,6 +4,7 @@
 #include "conninfo.hpp"
 #include "lag.hpp"
 #include "routing.hpp"
+#include "state_machine.hpp"
 
 #include <cstdio>
 #include <cstring>
@@ -81,55 +82,93 @@ void lag_tests()
 
 void classify_tests()
 {
-    ClassifyInput in{true, true, true, true, 42, 42, 0, 30 * S, NodeState::healthy, 6 * S, false, false};
-    CHECK(classify(in) == NodeState::healthy);
+    // What a poll showed, as one event.
+    ClassifyInput in{true, true, true, true, 42, 42, 0, 30 * S, 6 * S, false, false};
+    CHECK(event_of(in) == Event::caught_up);
     in.lag = 31 * S;
-    CHECK(classify(in) == NodeState::lagging);
+    CHECK(event_of(in) == Event::over_max_lag);
+    in.lag = 29 * S;
+    CHECK(event_of(in) == Event::near_max_lag);
+    in.lag = 24 * S;
+    CHECK(event_of(in) == Event::near_max_lag);
+    in.lag = 23 * S;
+    CHECK(event_of(in) == Event::caught_up);
     in.lag = 0;
     in.diverged = true;
-    CHECK(classify(in) == NodeState::diverged);
+    CHECK(event_of(in) == Event::diverged);
     in.in_recovery = false;
-    CHECK(classify(in) == NodeState::promoted);
+    CHECK(event_of(in) == Event::promoted);
     in.self = true;
-    CHECK(classify(in) == NodeState::self);
+    CHECK(event_of(in) == Event::self);
     in.self = false;
     in.system_id = 7;
-    CHECK(classify(in) == NodeState::foreign);
+    CHECK(event_of(in) == Event::foreign);
     in.last_poll_ok = false;
-    CHECK(classify(in) == NodeState::down);
+    CHECK(event_of(in) == Event::poll_failed);
     in.polled = false;
-    CHECK(classify(in) == NodeState::unknown);
+    CHECK(event_of(in) == Event::not_polled);
     in.enabled = false;
-    CHECK(classify(in) == NodeState::disabled);
+    CHECK(event_of(in) == Event::disabled);
+    // max_lag 0: any lag is over it; none is caught up.
+    ClassifyInput zero{true, true, true, true, 42, 42, 0, 0, 0, false, false};
+    CHECK(event_of(zero) == Event::caught_up);
+    zero.lag = 1;
+    CHECK(event_of(zero) == Event::over_max_lag);
 
-    // Hysteresis: a lagging replica stays lagging until under max_lag - 6 s.
-    ClassifyInput lagging{true, true, true, true, 42, 42, 29 * S, 30 * S, NodeState::lagging, 6 * S, false, false};
-    CHECK(classify(lagging) == NodeState::lagging);
-    lagging.lag = 23 * S;
-    CHECK(classify(lagging) == NodeState::healthy);
-    lagging.previous = NodeState::healthy;
-    lagging.lag = 29 * S;
-    CHECK(classify(lagging) == NodeState::healthy);
+    // Every state x event pair, undamped (streak >= needed) and damped (streak 0).
+    using N = NodeState;
+    using E = Event;
+    const N all[] = {N::unknown, N::healthy, N::lagging, N::down, N::promoted, N::self,
+                     N::foreign, N::diverged, N::stale, N::disabled};
+    for (N from : all) {
+        bool bad = from == N::down || from == N::lagging || from == N::promoted || from == N::self ||
+                   from == N::foreign || from == N::diverged;
+        CHECK(step(from, E::disabled, 9, 3) == N::disabled);
+        CHECK(step(from, E::not_polled, 9, 3) == N::unknown);
+        CHECK(step(from, E::poll_failed, 0, 3) == N::down);
+        CHECK(step(from, E::foreign, 0, 3) == N::foreign);
+        CHECK(step(from, E::promoted, 0, 3) == N::promoted);
+        CHECK(step(from, E::self, 0, 3) == N::self);
+        CHECK(step(from, E::diverged, 0, 3) == N::diverged);
+        CHECK(step(from, E::over_max_lag, 0, 3) == N::lagging);
+        CHECK(step(from, E::caught_up, 3, 3) == N::healthy);
+        CHECK(step(from, E::caught_up, 2, 3) == (bad ? from : N::healthy));
+        CHECK(step(from, E::near_max_lag, 3, 3) == (from == N::lagging ? N::lagging : N::healthy));
+        CHECK(step(from, E::near_max_lag, 1, 3) == (from == N::lagging ? N::lagging : bad ? from : N::healthy));
+        CHECK(target(from, E::caught_up) == N::healthy);
+    }
+    // Every event has a row for every state.
+    for (std::size_t e = 0; e < kEventCount; ++e)
+        for (N from : all) {
+            bool found = false;
+            for (const Transition &t : kTransitions)
+                found = found || (t.event == static_cast<E>(e) && (t.from & state_bit(from)) != 0);
+            CHECK(found);
+        }
 
-    // Damping: back to healthy only after 3 good polls in a row.
-    CHECK(damp(NodeState::healthy, NodeState::down, 1, 3) == NodeState::down);
-    CHECK(damp(NodeState::healthy, NodeState::down, 2, 3) == NodeState::down);
-    CHECK(damp(NodeState::healthy, NodeState::down, 3, 3) == NodeState::healthy);
-    CHECK(damp(NodeState::healthy, NodeState::lagging, 1, 3) == NodeState::lagging);
-    CHECK(damp(NodeState::healthy, NodeState::unknown, 1, 3) == NodeState::healthy);
-    CHECK(damp(NodeState::healthy, NodeState::diverged, 2, 3) == NodeState::diverged);
-    CHECK(damp(NodeState::down, NodeState::healthy, 0, 3) == NodeState::down);
     // A replica that flaps every poll never gets its streak up.
     NodeState st = NodeState::down;
     uint32_t streak = 0;
     bool ever_healthy = false;
     for (int i = 0; i < 20; ++i) {
-        NodeState raw = i % 2 == 0 ? NodeState::healthy : NodeState::down;
-        streak = raw == NodeState::healthy ? streak + 1 : 0;
-        st = damp(raw, st, streak, 3);
+        Event ev = i % 2 == 0 ? Event::caught_up : Event::poll_failed;
+        streak = target(st, ev) == NodeState::healthy ? streak + 1 : 0;
+        st = step(st, ev, streak, 3);
         ever_healthy = ever_healthy || st == NodeState::healthy;
     }
     CHECK(!ever_healthy);
+
+    // The table of states: names round-trip, severities as documented.
+    for (N s : all) {
+        NodeState back = N::unknown;
+        CHECK(parse_state(state_name(s), &back) && back == s);
+        CHECK(state_info(s).state == s);
+    }
+    CHECK(!parse_state("nonsense", &st));
+    CHECK(std::strcmp(severity_name(state_info(N::down).severity), "critical") == 0);
+    CHECK(state_info(N::self).severity == Severity::warning);
+    CHECK(state_info(N::healthy).routable && !state_info(N::lagging).routable);
+    CHECK(state_info(N::lagging).lag_judged && !state_info(N::down).lag_judged);
 
     NodeHint h = replica("a", NodeState::healthy, 0, 0, 10 * S);
     CHECK(effective_state(h, 12 * S, 3 * S) == NodeState::healthy);
