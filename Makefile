@@ -16,6 +16,19 @@ PG_CONFIG ?= pg_config
 REGRESS = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --temp-config=$(CURDIR)/test/regress.conf --temp-instance=$(CURDIR)/tmp_check_regress --load-extension=replica_router
 
+# Isolation tests (pg_isolation_regress): concurrent registry and route
+# changes, specs/*.spec with expected/isolation_*.out, against a temporary
+# instance configured like the regression tests'.
+ISOLATION = $(patsubst specs/%.spec,%,$(sort $(wildcard specs/*.spec)))
+ISOLATION_OPTS = --temp-config=$(CURDIR)/test/regress.conf --temp-instance=$(CURDIR)/tmp_check_iso --load-extension=replica_router
+
+# Multi-node TAP tests (PostgreSQL::Test::Cluster), run by PGXS's
+# prove_installcheck after the two above; test/tap holds RRTest.pm (see the
+# PG_PROVE_FLAGS line after the include). scripts/run-tap.sh runs the same
+# files for the suite.
+TAP_TESTS = 1
+PROVE_TESTS = $(sort $(wildcard test/tap/*.pl))
+
 PG_CXXFLAGS = -std=c++20 -fno-omit-frame-pointer -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-register $(if $(WERROR),-Werror) $(EXTRA_CXXFLAGS)
 PG_CPPFLAGS = -Isrc/core -Isrc/pg -I$(libpq_srcdir) -I$(shell $(PG_CONFIG) --includedir)
 SHLIB_LINK = -lpq -lstdc++ $(EXTRA_LDFLAGS)
@@ -25,6 +38,10 @@ override with_llvm = no
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# The TAP files' own modules (RRTest.pm, FakePg.pm); PROVE_FLAGS stays free
+# for the caller (e.g. PROVE_FLAGS=--verbose).
+PG_PROVE_FLAGS += -I test/tap
 
 # Headers are few and shared: any change rebuilds every object.
 $(OBJS): $(wildcard src/core/*.hpp src/pg/*.hpp)

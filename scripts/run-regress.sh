@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# pg_regress against a temporary instance with the library preloaded.
+# pg_regress against a temporary instance with the library preloaded
+# (PGXS's installcheck with only REGRESS: the isolation and TAP tests have
+# runners of their own, scripts/run-isolation.sh and scripts/run-tap.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-make -s installcheck >regress.log 2>&1
+make -s installcheck ISOLATION= TAP_TESTS= >regress.log 2>&1
 rc=$?
 cat regress.log
 [ -f regression.diffs ] && head -200 regression.diffs

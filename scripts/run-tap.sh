@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Multi-node TAP tests (test/tap/*.pl) with PostgreSQL::Test::Cluster, run by
-# prove. Run as an unprivileged user (scripts/test.sh uses 'postgres') in a
-# tree the user owns. Ends with one line "tap: N passed, N failed", N counting
-# assertions; exits non-zero on any failure.
+# Multi-node TAP tests (test/tap/*.pl, helpers in test/tap/RRTest.pm) with
+# PostgreSQL::Test::Cluster, run by prove. Run as an unprivileged user
+# (scripts/test.sh uses 'postgres') in a tree the user owns. Ends with one
+# line "tap: N passed, N failed", N counting assertions; exits non-zero on any
+# failure. (make installcheck runs the same files through PGXS's
+# prove_installcheck: TAP_TESTS in the Makefile.)
 #
 #   RR_TAP_TESTS   test files to run (default: test/tap/*.pl)
 #   RR_TAP_JOBS    prove -j (default 1: the timing assertions want the CPU)

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: pg_regress, pgTAP and multi-node TAP tests.
+# The whole test suite: unit tests, pg_regress, isolation tests, pgTAP and
+# multi-node TAP tests, then network faults, short benchmarks, the TAP tests
+# under ASan and the demo.
 # Run as root on Debian 12: installs what is missing, builds with warnings as
 # errors, installs the extension, and runs every suite as the unprivileged
 # 'postgres' user in a copy of the tree under /tmp (short socket paths).
@@ -10,7 +12,7 @@ set -uo pipefail
 export LANG=C.UTF-8
 unset LC_ALL LC_CTYPE LC_COLLATE LC_MESSAGES LC_NUMERIC LC_TIME LANGUAGE
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-SUITES=${RR_SUITES:-"unit regress pgtap tap"}
+SUITES=${RR_SUITES:-"unit regress isolation pgtap tap"}
 
 "$SRC/scripts/deps.sh" || exit 1
 export PATH=/usr/lib/postgresql/15/bin:$PATH
@@ -20,7 +22,7 @@ export PATH=/usr/lib/postgresql/15/bin:$PATH
 WORK=${RR_TEST_DIR:-$(mktemp -d /tmp/rr-test.XXXXXX)}
 rm -rf "$WORK"
 mkdir -p "$WORK"
-tar -C "$SRC" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='tmp_check*' --exclude=results --exclude=build -cf - . | tar -C "$WORK" -xf -
+tar -C "$SRC" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='tmp_check*' --exclude=results --exclude=output_iso --exclude=build -cf - . | tar -C "$WORK" -xf -
 chown -R postgres:postgres "$WORK"
 echo "== build and install (in $WORK)"
 if ! make -C "$WORK" -s -j2 WERROR=1 >"$WORK/build.log" 2>&1 || ! make -C "$WORK" -s install >>"$WORK/build.log" 2>&1; then

@@ -1,13 +1,28 @@
 # shellcheck shell=bash
-# Shared by bench/detection, bench/scale, bench/cost (sourced after ROOT is
-# set): setup (root check, scripts/deps.sh, build), output files, and
-# long-lived psql sessions for tight polling loops.
+# Shared by every script in bench/ (sourced after ROOT is set; it sources
+# scripts/lib/cluster.sh): setup (root check, scripts/deps.sh, build), free
+# ports, output files, and long-lived psql sessions for tight polling loops.
 #
 #   bl_init NAME            say/fail prefix NAME; BL_OUT (the results directory,
 #                           ${RR_BENCH_OUT:-$ROOT/bench/results}) created
-#   bl_setup                root check, scripts/deps.sh, build unless
-#                           RR_BENCH_BUILD=0, PATH with the PostgreSQL binaries
+#                           (a script that writes no results sets BL_NAME only)
+#   say MSG..               a line on stderr
+#   fail MSG..              says "NAME: MSG", calls the script's cleanup() if
+#                           it has one, closes the sessions, stops the cluster
+#                           (its logs named, and BL_MORE_LOGS if set), exit 1
+#   bl_setup                root check, scripts/deps.sh, PATH with the
+#                           PostgreSQL binaries, build and install unless
+#                           BL_BUILD (default RR_BENCH_BUILD, default 1) is 0
+#                           (make's output in BL_BUILD_LOG if set, else shown
+#                           only on failure), the extension installed
+#   bl_free_ports N         N free ports (one line) from PostgreSQL::Test::Cluster
+#   bl_ports N [MORE]       BL_PORTS: N consecutive free ports (a cluster's
+#                           primary and replicas), then MORE others
 #   bl_fresh_cluster        remove a previous cluster in CL_DIR, check ports
+#   bl_hang_listener PORT [KEEP]
+#                           a TCP port on 127.0.0.1 that accepts and never
+#                           answers (keeps the last KEEP connections, default
+#                           200); its pid in BL_HANG_PID; bl_hang_stop ends it
 #   bl_sess_open ID NODE    a psql session on NODE (cl_psql), kept open
 #   bl_sess_query ID SQL [SECS]
 #                           runs SQL there; its output lines in BL_REPLY
@@ -46,28 +61,58 @@ bl_sess_close_all() {
     for id in "${!BL_SESS_PID[@]}"; do bl_sess_close "$id"; done
 }
 
+BL_MORE_LOGS=
 fail() {
     say "$BL_NAME: $*"
     declare -F cleanup >/dev/null && cleanup
     bl_sess_close_all
-    [ -d "${CL_DIR:-/nonexistent}" ] && { say "$BL_NAME: logs in $CL_DIR/*.log"; cl_stop_all; }
+    bl_hang_stop
+    [ -d "${CL_DIR:-/nonexistent}" ] && { say "$BL_NAME: logs in $CL_DIR/*.log${BL_MORE_LOGS:+ and $BL_MORE_LOGS}"; cl_stop_all; }
     exit 1
 }
 
+BL_BUILD=${RR_BENCH_BUILD:-1}
+BL_BUILD_LOG=
 bl_setup() {
-    [ "$(id -u)" -eq 0 ] || { say "$BL_NAME: run as root (it runs the servers as 'postgres')"; exit 1; }
+    [ "$(id -u)" -eq 0 ] || { say "$BL_NAME: run as root (it installs packages and runs the servers as 'postgres')"; exit 1; }
     "$ROOT/scripts/deps.sh" || fail "scripts/deps.sh failed"
     export PATH="$CL_PGBIN:$PATH"
-    if [ "${RR_BENCH_BUILD:-1}" = 1 ]; then
+    if [ "$BL_BUILD" = 1 ]; then
         say "building and installing (make -s -j2 && make -s install)"
-        local log
-        log=$(mktemp /tmp/rr-bench-build.XXXXXX)
+        local log=$BL_BUILD_LOG
+        [ -n "$log" ] || log=$(mktemp /tmp/rr-bench-build.XXXXXX)
         { make -C "$ROOT" -s -j2 && make -C "$ROOT" -s install; } >"$log" 2>&1 \
-            || { cat "$log" >&2; rm -f "$log"; fail "the build failed"; }
-        rm -f "$log"
+            || { cat "$log" >&2; [ -n "$BL_BUILD_LOG" ] || rm -f "$log"; fail "the build failed"; }
+        [ -n "$BL_BUILD_LOG" ] || rm -f "$log"
     fi
     [ -f "$("$CL_PGBIN/pg_config" --sharedir)/extension/replica_router.control" ] \
-        || fail "replica_router is not installed (run with RR_BENCH_BUILD=1)"
+        || fail "replica_router is not installed (run with the build on)"
+}
+
+# bl_free_ports N: N free ports from PostgreSQL::Test::Cluster's allocator
+# (which also reserves them against other test runs), on one line.
+bl_free_ports() {
+    local t out perl_lib
+    perl_lib=$(dirname "$(dirname "$(dirname "$("$CL_PGBIN/pg_config" --pgxs)")")")/src/test/perl
+    t=$(mktemp -d /tmp/rr-ports.XXXXXX)
+    out=$(TESTDIR=$t PG_TEST_PORT_DIR=$t/ports perl -I"$perl_lib" -MPostgreSQL::Test::Cluster -e \
+        'open my $o, ">&", 3 or die; print $o join(" ", map { PostgreSQL::Test::Cluster::get_free_port() } 1 .. $ARGV[0])' \
+        "$1" 3>&1 >/dev/null 2>/dev/null)
+    rm -rf "$t"
+    echo "$out"
+}
+
+# bl_ports N [MORE]: BL_PORTS = N consecutive free ports, then MORE others
+# (five tries); fails when there are none.
+BL_PORTS=()
+bl_ports() {
+    local n=$1 more=${2:-0} try
+    for try in 1 2 3 4 5; do
+        read -r -a BL_PORTS <<<"$(bl_free_ports $((n + more)))"
+        [ ${#BL_PORTS[@]} -eq $((n + more)) ] || fail "could not get free ports from PostgreSQL::Test::Cluster"
+        [ $((BL_PORTS[n - 1] - BL_PORTS[0])) -eq $((n - 1)) ] && return 0
+    done
+    fail "no $n consecutive free ports"
 }
 
 bl_fresh_cluster() {
@@ -76,6 +121,26 @@ bl_fresh_cluster() {
         cl_destroy || fail "could not remove $CL_DIR"
     fi
     cl_check_ports || fail "ports in use; choose others with the PORT setting"
+}
+
+# bl_hang_listener PORT [KEEP]: accepts connections on 127.0.0.1:PORT and
+# never answers; keeps the last KEEP (default 200) open. Non-zero when it
+# does not listen within 10 s (BL_HANG_PID is set either way).
+BL_HANG_PID=
+bl_hang_listener() {
+    perl -MIO::Socket::INET -e '
+        my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => $ARGV[0], Listen => 128,
+            ReuseAddr => 1, Proto => "tcp") or die "listen: $!";
+        my @held;
+        while (my $c = $s->accept) { push @held, $c; shift @held if @held > $ARGV[1]; }' "$1" "${2:-200}" &
+    BL_HANG_PID=$!
+    bl_wait_until 10 cl_port_busy "$1"
+}
+
+bl_hang_stop() {
+    [ -n "$BL_HANG_PID" ] && { kill "$BL_HANG_PID" 2>/dev/null; wait "$BL_HANG_PID" 2>/dev/null; }
+    BL_HANG_PID=
+    return 0
 }
 
 bl_now_us() { local t=${EPOCHREALTIME//[.,]/}; echo "$t"; }

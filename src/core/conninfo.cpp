@@ -223,6 +223,18 @@ PrivilegeCheck check_unprivileged(const std::string &conninfo)
     return r;
 }
 
+Privilege unprivileged_verdict(const char *conninfo, char *error, std::size_t error_len) noexcept
+{
+    try {
+        PrivilegeCheck c = check_unprivileged(conninfo);
+        copy_str(error, error_len, c.error.c_str());
+        return c.verdict;
+    } catch (...) {
+        copy_str(error, error_len, "could not check the connection string");
+        return Privilege::superuser_only;
+    }
+}
+
 std::string scrub_secrets(std::string message, const std::string &conninfo)
 {
     Options opts = parse(conninfo, nullptr);

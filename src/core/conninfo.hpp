@@ -29,6 +29,9 @@ struct PrivilegeCheck {
     std::string error;
 };
 PrivilegeCheck check_unprivileged(const std::string &conninfo);
+// check_unprivileged for the PostgreSQL side: never throws; the reason (or a
+// fixed text) in `error`.
+Privilege unprivileged_verdict(const char *conninfo, char *error, std::size_t error_len) noexcept;
 
 // `message` with every password of `conninfo` replaced by "********": libpq
 // quotes option values in its errors (a mistyped "port=5432password=x").

@@ -3,6 +3,8 @@
 #include "conninfo.hpp"
 #include "sockbytes.hpp"
 
+#include <cerrno>
+
 #include <libpq-fe.h>
 #include <netdb.h>
 #include <arpa/inet.h>
@@ -64,6 +66,7 @@ constexpr Micros kDnsRecheck = 10'000; // how often to look at a pending lookup
 constexpr int64_t kReplicaReplyCap = 256 * 1024;
 constexpr int64_t kPoolsReplyCap = 4 * 1024 * 1024;
 constexpr int64_t kIdleCap = 64 * 1024;
+constexpr int64_t kStartupCap = 256 * 1024;  // authentication, parameters, a notice or two
 
 // Where libpq looks for a client certificate, key and passfile of a
 // connection string a non-superuser set: a path that can never exist, so
@@ -161,6 +164,12 @@ void Poller::disconnect() noexcept
         PQfinish(conn_);
         conn_ = nullptr;
     }
+    relay_.close();
+    if (relay_fds_held_ && fds_.release != nullptr) {
+        fds_.release();
+        fds_.release();
+    }
+    relay_fds_held_ = false;
     if (fd_held_ && fds_.release != nullptr)
         fds_.release();
     fd_held_ = false;
@@ -178,7 +187,7 @@ int Poller::socket() const noexcept
 {
     if (conn_ == nullptr || wants_ == Wants::nothing)
         return -1;
-    return PQsocket(conn_);
+    return relay_.active() ? relay_.peer_fd() : PQsocket(conn_);
 }
 
 Wants Poller::wants() const noexcept { return socket() >= 0 ? wants_ : Wants::nothing; }
@@ -253,6 +262,10 @@ bool Poller::begin_connect(Micros now, const char *hostaddr)
     }
     goodbye_[0] = '\0';
     PQsetNoticeReceiver(conn_, &Poller::notice_receiver, this);
+    // Set before the handshake, so the window the peer sees is small from
+    // the start; startup traffic counts against kStartupCap.
+    limit_receive_buffer(PQsocket(conn_));
+    bytes_mark_ = socket_bytes_received(PQsocket(conn_)) >= 0 ? 0 : -1;
     phase_ = Phase::connecting;
     wants_ = Wants::write; // as if PQconnectPoll had answered PGRES_POLLING_WRITING
     deadline_ = connect_deadline_;
@@ -266,12 +279,15 @@ bool Poller::send_query(Micros now)
     phase_ = Phase::querying;
     partial_ = PollResult{};
     got_row_ = false;
-    bytes_mark_ = socket_bytes_received(PQsocket(conn_));
+    bytes_mark_ = received();
     deadline_ = now + settings_.query_timeout;
     int flushed = PQflush(conn_);
     if (flushed < 0)
         return fail(first_line(PQerrorMessage(conn_)));
-    wants_ = flushed == 1 ? Wants::write : Wants::read;
+    bool blocked = false;
+    if (relay_.active() && !relay_.push(&blocked))
+        return fail("could not send the poll: " + std::string(std::strerror(errno)));
+    wants_ = flushed == 1 || blocked ? Wants::write : Wants::read;
     return false;
 }
 
@@ -280,6 +296,43 @@ bool Poller::fail(std::string why)
     disconnect();
     result_ = PollResult{};
     result_.error = scrub_secrets(std::move(why), conninfo_);
+    return true;
+}
+
+// Bytes the peer has sent: counted by the relay once connected, by the
+// kernel while connecting (-1 when neither can tell).
+int64_t Poller::received() const noexcept
+{
+    if (relay_.active())
+        return relay_.received();
+    return conn_ != nullptr ? socket_bytes_received(PQsocket(conn_)) : -1;
+}
+
+// Passes what the peer sent on to libpq, never more than `cap` bytes past
+// bytes_mark_. False, with the reason, when the peer sent more or failed.
+bool Poller::pull(int64_t cap, std::string *why)
+{
+    if (!relay_.active())
+        return true;
+    for (int i = 0; i < 8; ++i) {
+        int64_t before = relay_.received();
+        bool eof = false;
+        if (!relay_.pull(bytes_mark_ + cap, &eof)) {
+            *why = std::string("connection to the server failed: ") + std::strerror(errno);
+            return false;
+        }
+        if (std::string big = over_cap(cap); !big.empty()) {
+            *why = big;
+            return false;
+        }
+        if (eof || relay_.received() == before)
+            break;
+    }
+    bool blocked = false;
+    if (!relay_.push(&blocked)) {  // anything libpq wrote meanwhile
+        *why = std::string("connection to the server failed: ") + std::strerror(errno);
+        return false;
+    }
     return true;
 }
 
@@ -298,11 +351,13 @@ std::string Poller::over_cap(int64_t cap) const
 {
     if (bytes_mark_ < 0)
         return "";
-    int64_t now = socket_bytes_received(PQsocket(conn_));
+    int64_t now = received();
     if (now < 0 || now - bytes_mark_ <= cap)
         return "";
-    return "the server sent more than " + std::to_string(cap / 1024) + " kB" +
-           (phase_ == Phase::ready ? " on an idle connection" : " in reply to a poll") +
+    const char *when = phase_ == Phase::ready       ? " on an idle connection"
+                       : phase_ == Phase::connecting ? " while connecting"
+                                                     : " in reply to a poll";
+    return "the server sent more than " + std::to_string(cap / 1024) + " kB" + when +
            ": reply too large, connection closed";
 }
 
@@ -345,13 +400,55 @@ bool Poller::step_resolve(Micros now)
     return begin_connect(now, addr);
 }
 
+// The relay goes in once libpq has sent its first packet on a connected
+// socket and waits for the server: from then on every byte the server sends
+// passes the startup cap. A fallback to another host (or another sslmode)
+// opens a new socket, and the relay follows it.
+bool Poller::relay_startup()
+{
+    ConnStatusType st = PQstatus(conn_);
+    bool awaiting = st == CONNECTION_AWAITING_RESPONSE || st == CONNECTION_SSL_STARTUP ||
+                    st == CONNECTION_GSS_STARTUP;
+    if (relay_.active() && !relay_.serves(PQsocket(conn_))) {
+        relay_.close();  // libpq closed its end of this one
+        if (relay_fds_held_ && fds_.release != nullptr) {
+            fds_.release();
+            fds_.release();
+        }
+        relay_fds_held_ = false;
+        bytes_mark_ = socket_bytes_received(PQsocket(conn_)) >= 0 ? 0 : -1;
+    }
+    if (relay_.active() || !(awaiting || st == CONNECTION_OK))
+        return true;
+    if (fds_.acquire != nullptr && !(fds_.acquire() && (fds_.acquire() || (fds_.release(), false))))
+        return false;
+    relay_fds_held_ = true;
+    bytes_mark_ = 0;
+    return relay_.install(PQsocket(conn_));
+}
+
 bool Poller::step_connect(Micros now)
 {
     if (now >= connect_deadline_)
         return fail("timeout connecting");
-    switch (PQconnectPoll(conn_)) {
+    std::string why;
+    if (!pull(kStartupCap, &why))
+        return fail(why);
+    // Before the relay: checked before libpq reads, as well as after; one
+    // read takes in what the kernel holds (limit_receive_buffer).
+    if (std::string big = over_cap(kStartupCap); !big.empty())
+        return fail(big);
+    PostgresPollingStatusType polled = PQconnectPoll(conn_);
+    while (PGnotify *n = PQnotifies(conn_))
+        PQfreemem(n);
+    if (polled != PGRES_POLLING_FAILED && !relay_startup())
+        return fail(std::string("could not set up the connection's relay: ") + std::strerror(errno));
+    bool blocked = false;
+    if (relay_.active() && polled != PGRES_POLLING_FAILED && !relay_.push(&blocked))
+        return fail(std::string("connection to the server failed: ") + std::strerror(errno));
+    switch (polled) {
     case PGRES_POLLING_READING:
-        wants_ = Wants::read;
+        wants_ = blocked ? Wants::write : Wants::read;
         return false;
     case PGRES_POLLING_WRITING:
         wants_ = Wants::write;
@@ -378,12 +475,19 @@ bool Poller::step_query(Micros now)
         int flushed = PQflush(conn_);
         if (flushed < 0)
             return fail(first_line(PQerrorMessage(conn_)));
-        wants_ = flushed == 1 ? Wants::write : Wants::read;
+        bool blocked = false;
+        if (relay_.active() && !relay_.push(&blocked))
+            return fail(std::string("connection to the server failed: ") + std::strerror(errno));
+        wants_ = flushed == 1 || blocked ? Wants::write : Wants::read;
         return false;
     }
+    int64_t cap = probe_ == Probe::replica ? kReplicaReplyCap : kPoolsReplyCap;
+    std::string why;
+    if (!pull(cap, &why))
+        return fail(why);
     if (!consume())
         return fail(first_line(PQerrorMessage(conn_)));
-    if (std::string big = over_cap(probe_ == Probe::replica ? kReplicaReplyCap : kPoolsReplyCap); !big.empty())
+    if (std::string big = over_cap(cap); !big.empty())
         return fail(big);
     // An error while libpq still waits for ReadyForQuery: the poll query
     // itself never fails, so this is a server going away (a FATAL is never
@@ -409,7 +513,7 @@ bool Poller::step_query(Micros now)
             phase_ = Phase::ready;
             wants_ = Wants::read; // watch the idle connection for a drop
             deadline_ = 0;
-            bytes_mark_ = socket_bytes_received(PQsocket(conn_));
+            bytes_mark_ = received();
             if (!result_.ok) {
                 std::string why = result_.error;
                 return fail(why);
@@ -510,11 +614,12 @@ bool Poller::step_ready(Micros now)
     (void) now;
     // Nothing is expected on an idle connection: readable means the server
     // said goodbye (shutdown, terminated backend) or the connection broke.
+    std::string why;
+    if (!pull(kIdleCap, &why))
+        return lose(why);
     bool broken = !consume() || PQstatus(conn_) == CONNECTION_BAD;
     if (goodbye_[0] != '\0')
         return lose(goodbye_);
-    if (std::string big = over_cap(kIdleCap); !big.empty())
-        return lose(big);
     if (broken)
         return lose(first_line(PQerrorMessage(conn_)));
     if (PQisBusy(conn_) == 0) {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include "hint.hpp"
+#include "relay.hpp"
 
 #include <memory>
 #include <string>
@@ -106,11 +107,16 @@ private:
     bool parse_replica_row(const ::pg_result *res, PollResult &r);
     void parse_pools(const ::pg_result *res, PollResult &r);
     bool consume();
+    bool pull(int64_t cap, std::string *why);
+    bool relay_startup();
+    int64_t received() const noexcept;
     std::string over_cap(int64_t cap) const;
 
     std::string conninfo_;
     bool trusted_;
-    int64_t bytes_mark_ = -1;  // socket_bytes_received() when the reply (or idleness) began
+    int64_t bytes_mark_ = -1;  // received() when the reply (or idleness) began; -1: not counted
+    Relay relay_;              // between libpq and the peer once connected
+    bool relay_fds_held_ = false;
     FdBudget fds_;
     Probe probe_;
     PollSettings settings_;

@@ -20,4 +20,11 @@ int64_t socket_bytes_received(int fd) noexcept
     return static_cast<int64_t>(info.tcpi_bytes_received);
 }
 
+void limit_receive_buffer(int fd) noexcept
+{
+    int size = 32 * 1024;  // Linux doubles it; enough for any poll reply
+    if (fd >= 0)
+        (void) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+}
+
 } // namespace rr

@@ -9,4 +9,8 @@
 namespace rr {
 // -1 when the socket is not TCP (a Unix socket) or the kernel cannot tell.
 int64_t socket_bytes_received(int fd) noexcept;
+
+// A small receive buffer: libpq reads until the socket is empty, so what the
+// kernel holds bounds what one read can take in past the worker's checks.
+void limit_receive_buffer(int fd) noexcept;
 } // namespace rr

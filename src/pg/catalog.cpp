@@ -1,6 +1,7 @@
 #include "pg.hpp"
 
 #include "catalog.hpp"
+#include "guard.hpp"
 #include "primary.hpp"
 #include "routes_spi.hpp"
 
@@ -10,42 +11,38 @@ namespace {
 
 // Runs `body` inside a transaction with SPI and a snapshot. On ERROR the
 // error is logged (and copied to `error`), the transaction aborted, and the
-// caller gets `failed`. No C++ object with a destructor lives in here.
+// caller gets `failed`. No C++ object with a destructor lives in here, and
+// `body` is noexcept (it runs inside pg_try).
 template <typename Body>
 CatalogStatus in_transaction(const char *what, Body body, char *error = nullptr, std::size_t error_len = 0)
 {
-    MemoryContext caller = CurrentMemoryContext;
-    volatile CatalogStatus status = CatalogStatus::failed;
-
-    SetCurrentStatementStartTimestamp();
-    StartTransactionCommand();
-    PG_TRY();
-    {
-        if (SPI_connect() != SPI_OK_CONNECT)
-            elog(ERROR, "SPI_connect failed");
-        PushActiveSnapshot(GetTransactionSnapshot());
-        pgstat_report_activity(STATE_RUNNING, what);
-        status = body();
-        SPI_finish();
-        PopActiveSnapshot();
-        CommitTransactionCommand();
-        pgstat_report_stat(false);  // a worker's table counts otherwise show only at exit
-    }
-    PG_CATCH();
-    {
-        MemoryContextSwitchTo(caller);
-        ErrorData *edata = CopyErrorData();
-        FlushErrorState();
+    static_assert(std::is_nothrow_invocable_v<Body &>, "a catalog body runs under PG_TRY: it must be noexcept");
+    CatalogStatus status = CatalogStatus::failed;
+    char message[kErrorLen];
+    // pg_try returns to the memory context current here, before the transaction.
+    bool ok = pg_try(
+        [&]() noexcept {
+            SetCurrentStatementStartTimestamp();
+            StartTransactionCommand();
+            if (SPI_connect() != SPI_OK_CONNECT)
+                elog(ERROR, "SPI_connect failed");
+            PushActiveSnapshot(GetTransactionSnapshot());
+            pgstat_report_activity(STATE_RUNNING, what);
+            status = body();
+            SPI_finish();
+            PopActiveSnapshot();
+            CommitTransactionCommand();
+            pgstat_report_stat(false);  // a worker's table counts otherwise show only at exit
+        },
+        message, sizeof message);
+    if (!ok) {
         if (error != nullptr)
-            snprintf(error, error_len, "could not %s: %s", what, edata->message);
-        ereport(LOG, (errmsg("replica_router worker could not %s: %s", what, edata->message)));
-        FreeErrorData(edata);
+            snprintf(error, error_len, "could not %s: %s", what, message);
+        ereport(LOG, (errmsg("replica_router worker could not %s: %s", what, message)));
         AbortCurrentTransaction();
         status = CatalogStatus::failed;
     }
-    PG_END_TRY();
     pgstat_report_activity(STATE_IDLE, nullptr);
-    MemoryContextSwitchTo(caller);
     return status;
 }
 
@@ -81,7 +78,7 @@ const char *kHeartbeat =
 
 CatalogStatus catalog_extension_present()
 {
-    return in_transaction("check for the extension", []() -> CatalogStatus {
+    return in_transaction("check for the extension", []() noexcept -> CatalogStatus {
         Oid ext = get_extension_oid("replica_router", true);
         return OidIsValid(ext) ? CatalogStatus::ok : CatalogStatus::absent;
     });
@@ -104,7 +101,7 @@ CatalogStatus catalog_load_nodes(NodeRow *out, int cap, int *count, char *proble
 {
     *count = 0;
     problem[0] = '\0';
-    return in_transaction("read the replica registry", [=]() -> CatalogStatus {
+    return in_transaction("read the replica registry", [=]() noexcept -> CatalogStatus {
         if (!OidIsValid(get_extension_oid("replica_router", true)))
             return CatalogStatus::absent;
         // Every operator and function is qualified: the worker is a superuser.
@@ -155,7 +152,7 @@ CatalogStatus catalog_load_routes(RouteRow *routes, int route_cap, int *route_co
 {
     *route_count = 0;
     problem[0] = '\0';
-    return in_transaction("read the routes", [=]() -> CatalogStatus {
+    return in_transaction("read the routes", [=]() noexcept -> CatalogStatus {
         if (!OidIsValid(get_extension_oid("replica_router", true)))
             return CatalogStatus::absent;
         int total = 0;
@@ -171,7 +168,7 @@ CatalogStatus catalog_write_hints(const HintWrite *rows, int n, bool heartbeat, 
 {
     return in_transaction(
         "write routing hints",
-        [rows, n, heartbeat]() -> CatalogStatus {
+        [rows, n, heartbeat]() noexcept -> CatalogStatus {
             if (!OidIsValid(get_extension_oid("replica_router", true)))
                 return CatalogStatus::absent;
             Oid types[16] = {INT4OID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID, FLOAT8OID, LSNOID,

@@ -6,17 +6,6 @@
 #include "guard.hpp"
 #include "shmem.hpp"
 
-extern "C" {
-PG_FUNCTION_INFO_V1(replica_router_assert_preloaded);
-PG_FUNCTION_INFO_V1(replica_router_conninfo_error);
-PG_FUNCTION_INFO_V1(replica_router_mask_conninfo);
-PG_FUNCTION_INFO_V1(replica_router_notify_worker);
-PG_FUNCTION_INFO_V1(replica_router_nodes_changed);
-PG_FUNCTION_INFO_V1(replica_router_check_privilege);
-PG_FUNCTION_INFO_V1(replica_router_hide_statement);
-PG_FUNCTION_INFO_V1(replica_router_unprivileged_problem);
-}
-
 namespace rr {
 
 namespace {
@@ -76,7 +65,7 @@ void install_log_hook()
 
 } // namespace rr
 
-extern "C" Datum replica_router_assert_preloaded(PG_FUNCTION_ARGS)
+RR_SQL_FUNCTION(replica_router_assert_preloaded, "replica_router._assert_preloaded()")
 {
     (void) fcinfo;
     if (rr::shared == nullptr)
@@ -88,7 +77,7 @@ extern "C" Datum replica_router_assert_preloaded(PG_FUNCTION_ARGS)
 }
 
 // NULL when libpq accepts the connection string, else its complaint (without secrets).
-extern "C" Datum replica_router_conninfo_error(PG_FUNCTION_ARGS)
+RR_SQL_FUNCTION(replica_router_conninfo_error, "replica_router._conninfo_error()")
 {
     char error[512];
     if (rr::conninfo_acceptable(text_to_cstring(PG_GETARG_TEXT_PP(0)), error, sizeof error))
@@ -96,7 +85,7 @@ extern "C" Datum replica_router_conninfo_error(PG_FUNCTION_ARGS)
     PG_RETURN_TEXT_P(cstring_to_text(error));
 }
 
-extern "C" Datum replica_router_mask_conninfo(PG_FUNCTION_ARGS)
+RR_SQL_FUNCTION(replica_router_mask_conninfo, "replica_router.mask_conninfo()")
 {
     const char *conninfo = text_to_cstring(PG_GETARG_TEXT_PP(0));
     char *out = nullptr;
@@ -117,14 +106,14 @@ extern "C" Datum replica_router_mask_conninfo(PG_FUNCTION_ARGS)
     PG_RETURN_TEXT_P(cstring_to_text(out));
 }
 
-extern "C" Datum replica_router_notify_worker(PG_FUNCTION_ARGS)
+RR_SQL_FUNCTION(replica_router_notify_worker, "replica_router._notify_worker()")
 {
     (void) fcinfo;
     rr::mark_change();
     PG_RETURN_VOID();
 }
 
-extern "C" Datum replica_router_nodes_changed(PG_FUNCTION_ARGS)
+RR_SQL_FUNCTION(replica_router_nodes_changed, "replica_router._nodes_changed()")
 {
     if (!CALLED_AS_TRIGGER(fcinfo))
         ereport(ERROR, (errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
@@ -136,7 +125,7 @@ extern "C" Datum replica_router_nodes_changed(PG_FUNCTION_ARGS)
 // Called first by the registry functions (and the registry's triggers): an
 // error in this transaction is logged without its statement, which holds a
 // connection string.
-extern "C" Datum replica_router_hide_statement(PG_FUNCTION_ARGS)
+RR_SQL_FUNCTION(replica_router_hide_statement, "replica_router._hide_statement()")
 {
     (void) fcinfo;
     rr::watch_xact();
@@ -147,7 +136,7 @@ extern "C" Datum replica_router_hide_statement(PG_FUNCTION_ARGS)
 // The rule for connection strings set by roles that are not superusers (see
 // check_unprivileged): raises the error, or returns when the current user is
 // a superuser or the string keeps the rule.
-extern "C" Datum replica_router_check_privilege(PG_FUNCTION_ARGS)
+RR_SQL_FUNCTION(replica_router_check_privilege, "replica_router._check_privilege()")
 {
     if (PG_ARGISNULL(0) || superuser())
         PG_RETURN_VOID();
@@ -155,14 +144,7 @@ extern "C" Datum replica_router_check_privilege(PG_FUNCTION_ARGS)
     const char *what = PG_ARGISNULL(1) ? "connection string" : text_to_cstring(PG_GETARG_TEXT_PP(1));
     const char *node = PG_ARGISNULL(2) ? "" : text_to_cstring(PG_GETARG_TEXT_PP(2));
     char error[512] = "";
-    rr::Privilege verdict = rr::Privilege::superuser_only;
-    try {
-        rr::PrivilegeCheck c = rr::check_unprivileged(conninfo);
-        verdict = c.verdict;
-        rr::copy_str(error, sizeof error, c.error.c_str());
-    } catch (...) {
-        rr::copy_str(error, sizeof error, "could not check the connection string");
-    }
+    rr::Privilege verdict = rr::unprivileged_verdict(conninfo, error, sizeof error);
     error[0] = static_cast<char>(pg_toupper(static_cast<unsigned char>(error[0])));  // a detail is a sentence
     if (verdict == rr::Privilege::password_required)
         ereport(ERROR, (errcode(ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED), errmsg("password is required"),
@@ -181,19 +163,11 @@ extern "C" Datum replica_router_check_privilege(PG_FUNCTION_ARGS)
 
 // NULL when a role that is not a superuser may set this connection string,
 // else why not (whoever the current user is).
-extern "C" Datum replica_router_unprivileged_problem(PG_FUNCTION_ARGS)
+RR_SQL_FUNCTION(replica_router_unprivileged_problem, "replica_router._unprivileged_problem()")
 {
     const char *conninfo = text_to_cstring(PG_GETARG_TEXT_PP(0));
     char error[512] = "";
-    bool ok = false;
-    try {
-        rr::PrivilegeCheck c = rr::check_unprivileged(conninfo);
-        ok = c.verdict == rr::Privilege::ok;
-        rr::copy_str(error, sizeof error, c.error.c_str());
-    } catch (...) {
-        rr::copy_str(error, sizeof error, "could not check the connection string");
-    }
-    if (ok)
+    if (rr::unprivileged_verdict(conninfo, error, sizeof error) == rr::Privilege::ok)
         PG_RETURN_NULL();
     PG_RETURN_TEXT_P(cstring_to_text(error));
 }

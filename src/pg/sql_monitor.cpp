@@ -6,12 +6,6 @@
 #include "shmem.hpp"
 #include "srf.hpp"
 
-extern "C" {
-PG_FUNCTION_INFO_V1(replica_router_pools);
-PG_FUNCTION_INFO_V1(replica_router_slots);
-PG_FUNCTION_INFO_V1(replica_router_primary_stats);
-}
-
 namespace rr {
 
 namespace {
@@ -82,17 +76,17 @@ Datum primary_stats(FunctionCallInfo fcinfo)
 
 } // namespace rr
 
-extern "C" Datum replica_router_pools(PG_FUNCTION_ARGS)
+RR_SQL_FUNCTION(replica_router_pools, "replica_router._pools()")
 {
-    return rr::pg_guarded("replica_router._pools()", [&] { return rr::pools(fcinfo); });
+    return rr::pools(fcinfo);
 }
 
-extern "C" Datum replica_router_slots(PG_FUNCTION_ARGS)
+RR_SQL_FUNCTION(replica_router_slots, "replica_router._slots()")
 {
-    return rr::pg_guarded("replica_router._slots()", [&] { return rr::slots(fcinfo); });
+    return rr::slots(fcinfo);
 }
 
-extern "C" Datum replica_router_primary_stats(PG_FUNCTION_ARGS)
+RR_SQL_FUNCTION(replica_router_primary_stats, "replica_router._primary_stats()")
 {
-    return rr::pg_guarded("replica_router._primary_stats()", [&] { return rr::primary_stats(fcinfo); });
+    return rr::primary_stats(fcinfo);
 }

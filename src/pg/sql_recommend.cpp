@@ -15,12 +15,6 @@
 
 #include <cstring>
 
-extern "C" {
-PG_FUNCTION_INFO_V1(replica_router_recommend);
-PG_FUNCTION_INFO_V1(replica_router_candidates);
-PG_FUNCTION_INFO_V1(replica_router_primary);
-}
-
 namespace rr {
 
 namespace {
@@ -333,26 +327,24 @@ Datum candidates(FunctionCallInfo fcinfo)
 
 } // namespace rr
 
-extern "C" Datum replica_router_candidates(PG_FUNCTION_ARGS)
+RR_SQL_FUNCTION(replica_router_candidates, "replica_router.candidates()")
 {
-    return rr::pg_guarded("replica_router.candidates()", [&] { return rr::candidates(fcinfo); });
+    return rr::candidates(fcinfo);
 }
 
-extern "C" Datum replica_router_recommend(PG_FUNCTION_ARGS)
+RR_SQL_FUNCTION(replica_router_recommend, "replica_router.recommend()")
 {
-    return rr::pg_guarded("replica_router.recommend()", [&] { return rr::recommend(fcinfo); });
+    return rr::recommend(fcinfo);
 }
 
-extern "C" Datum replica_router_primary(PG_FUNCTION_ARGS)
+RR_SQL_FUNCTION(replica_router_primary, "replica_router._primary()")
 {
-    return rr::pg_guarded("replica_router._primary()", [&]() -> Datum {
-        (void) rr::shmem_require();  // its settings exist only when preloaded
-        rr::PrimaryInfo p = rr::local_primary();
-        TupleDesc desc;
-        if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
-            elog(ERROR, "return type must be a row type");
-        Datum v[3] = {CStringGetTextDatum(p.node), CStringGetTextDatum(p.host), Int32GetDatum(p.port)};
-        bool nulls[3] = {false, false, false};
-        return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), v, nulls));
-    });
+    (void) rr::shmem_require();  // its settings exist only when preloaded
+    rr::PrimaryInfo p = rr::local_primary();
+    TupleDesc desc;
+    if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
+        elog(ERROR, "return type must be a row type");
+    Datum v[3] = {CStringGetTextDatum(p.node), CStringGetTextDatum(p.host), Int32GetDatum(p.port)};
+    bool nulls[3] = {false, false, false};
+    return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), v, nulls));
 }

@@ -8,11 +8,6 @@
 #include "shmem.hpp"
 #include "srf.hpp"
 
-extern "C" {
-PG_FUNCTION_INFO_V1(replica_router_hints);
-PG_FUNCTION_INFO_V1(replica_router_worker_status);
-}
-
 namespace rr {
 
 namespace {
@@ -140,12 +135,12 @@ Datum worker_status(FunctionCallInfo fcinfo)
 
 } // namespace rr
 
-extern "C" Datum replica_router_hints(PG_FUNCTION_ARGS)
+RR_SQL_FUNCTION(replica_router_hints, "replica_router._hints()")
 {
-    return rr::pg_guarded("replica_router._hints()", [&] { return rr::hints(fcinfo); });
+    return rr::hints(fcinfo);
 }
 
-extern "C" Datum replica_router_worker_status(PG_FUNCTION_ARGS)
+RR_SQL_FUNCTION(replica_router_worker_status, "replica_router.worker_status()")
 {
-    return rr::pg_guarded("replica_router.worker_status()", [&] { return rr::worker_status(fcinfo); });
+    return rr::worker_status(fcinfo);
 }

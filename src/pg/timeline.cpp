@@ -1,5 +1,7 @@
 #include "pg.hpp"
 
+#include "guard.hpp"
+
 extern "C" {
 #include "access/xlog_internal.h"
 }
@@ -41,39 +43,28 @@ void timeline_refresh(TimelineHistory &h)
 
     char path[MAXPGPATH];
     snprintf(path, sizeof path, XLOGDIR "/%08X.history", tli);
-    // Set inside PG_TRY and read after it: volatile, as setjmp requires.
     static char caught[256];
-    const char *volatile problem = nullptr;
-    volatile int saved_errno = 0;
-    MemoryContext caller = CurrentMemoryContext;
-    PG_TRY();
-    {
-        FILE *f = AllocateFile(path, "r");
-        if (f == nullptr) {
-            saved_errno = errno;
-            problem = "could not open it";
-        } else {
-            size_t n = fread(text, 1, sizeof text - 1, f);
-            bool whole = feof(f) != 0 && ferror(f) == 0;
-            FreeFile(f);
-            text[n] = '\0';
-            if (!whole)
-                problem = "could not read all of it";
-            else if (!parse_timeline_history(text, tli, h))
-                problem = "it does not parse";
-        }
-    }
-    PG_CATCH();
-    {
-        MemoryContextSwitchTo(caller);
-        ErrorData *edata = CopyErrorData();
-        FlushErrorState();
-        copy_str(caught, sizeof caught, edata->message);
-        FreeErrorData(edata);
+    const char *problem = nullptr;
+    int saved_errno = 0;
+    if (!pg_try(
+            [&]() noexcept {
+                FILE *f = AllocateFile(path, "r");
+                if (f == nullptr) {
+                    saved_errno = errno;
+                    problem = "could not open it";
+                    return;
+                }
+                size_t n = fread(text, 1, sizeof text - 1, f);
+                bool whole = feof(f) != 0 && ferror(f) == 0;
+                FreeFile(f);
+                text[n] = '\0';
+                if (!whole)
+                    problem = "could not read all of it";
+                else if (!parse_timeline_history(text, tli, h))
+                    problem = "it does not parse";
+            },
+            caught, sizeof caught))
         problem = caught;
-    }
-    PG_END_TRY();
-    MemoryContextSwitchTo(caller);
     if (problem != nullptr) {
         h.count = 0;
         h.complete = false;

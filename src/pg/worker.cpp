@@ -10,6 +10,7 @@
 
 #include "catalog.hpp"
 #include "conninfo.hpp"
+#include "guard.hpp"
 #include "guc.hpp"
 #include "lag.hpp"
 #include "poller.hpp"
@@ -404,8 +405,10 @@ void apply_result(Tracked &t, Micros now)
     h.state = step(before, event, h.good_streak, static_cast<uint32_t>(rr_recovery_polls));
     if (h.state != before) {
         h.state_since = now;
-        ereport(LOG, (errmsg("replica_router: replica \"%s\" is now %s (was %s)%s%s", h.name, state_name(h.state),
-                             state_name(before), ok ? "" : ": ", ok ? "" : h.error)));
+        pg_call([&] {
+            ereport(LOG, (errmsg("replica_router: replica \"%s\" is now %s (was %s)%s%s", h.name, state_name(h.state),
+                                 state_name(before), ok ? "" : ": ", ok ? "" : h.error)));
+        });
     }
     state->dirty = true;
 }
@@ -765,5 +768,16 @@ void replica_router_worker_main(Datum)
     state->next_heartbeat = now;
     state->next_registry_load = now;
     ereport(LOG, (errmsg("replica_router worker started in database \"%s\"", rr_database)));
-    run_loop();
+    // Every C++ step is guarded (cpp_step); should an exception still reach
+    // here, the worker ends with a FATAL naming it, and the postmaster
+    // restarts it, rather than std::terminate taking the server down.
+    char message[kErrorLen] = "";
+    try {
+        run_loop();
+    } catch (const std::exception &e) {
+        copy_str(message, sizeof message, e.what());
+    } catch (...) {
+        copy_str(message, sizeof message, "unknown C++ exception");
+    }
+    ereport(FATAL, (errmsg("replica_router worker stopped by an internal error: %s", message)));
 }

@@ -18,7 +18,7 @@ use RRTest qw(wait_until);
 my $rr = RRTest->new(standbys => [qw(s1 s2)]);
 my $primary = $rr->primary;
 my ($s1, $s2) = map { $rr->standby($_) } qw(s1 s2);
-pass('primary and two streaming standbys registered, both healthy');
+is($rr->states, 's1=healthy,s2=healthy', 'primary and two streaming standbys registered, both healthy');
 
 # Node names of $n recommend('read') calls.
 sub read_nodes
@@ -147,9 +147,7 @@ sub read_nodes
 	note(sprintf('s1 healthy %.2f s after replay resumed', time - $t_resume));
 	cmp_ok($rr->q("SELECT lag_seconds FROM replica_router.status WHERE node = 's1'"),
 		'<', 1, 's1 lag back under max_lag');
-	%count = ();
-	$count{$_}++ for read_nodes(10);
-	is(join(',', map { "$_=" . ($count{$_} // 0) } qw(s1 s2)), 's1=5,s2=5',
+	is(RRTest::split_of($rr->read_counts(10), qw(s1 s2)), 's1=5,s2=5',
 		's1 recommended again (round-robin over both)');
 }
 
@@ -166,9 +164,7 @@ sub read_nodes
 	ok(defined $healthy_after, 'add_replica(s3): s3 becomes healthy');
 	note(sprintf('s3 healthy %.0f ms after add_replica', 1000 * (time - $t0)));
 	cmp_ok(time - $t0, '<', 1.0, 'add_replica(s3): healthy within 1 s');
-	my %count;
-	$count{$_}++ for read_nodes(9);
-	is(join(',', map { "$_=" . ($count{$_} // 0) } qw(s1 s2 s3)), 's1=3,s2=3,s3=3',
+	is(RRTest::split_of($rr->read_counts(9), qw(s1 s2 s3)), 's1=3,s2=3,s3=3',
 		'round-robin now over s1, s2 and s3');
 
 	my $worker_conns = sub {
@@ -179,15 +175,12 @@ sub read_nodes
 
 	$rr->q("SELECT replica_router.alter_replica('s3', enabled => false)");
 	ok(defined $rr->wait_state('s3', 'disabled', 2), 'alter_replica(enabled => false): s3 disabled');
-	%count = ();
-	$count{$_}++ for read_nodes(20);
-	is($count{s3} // 0, 0, 'disabled s3 never recommended (20 calls)');
-	is(join(',', map { "$_=" . ($count{$_} // 0) } qw(s1 s2)), 's1=10,s2=10', 'reads go to s1 and s2');
+	my $count = $rr->read_counts(20);
+	is($count->{s3} // 0, 0, 'disabled s3 never recommended (20 calls)');
+	is(RRTest::split_of($count, qw(s1 s2)), 's1=10,s2=10', 'reads go to s1 and s2');
 	ok(defined wait_until(5, sub { $worker_conns->() == 0 }), 'the worker closed its connection to disabled s3');
 	my $polls = $rr->q("SELECT last_poll FROM replica_router._hints() WHERE node = 's3'");
-	my $rounds = $rr->q('SELECT rounds FROM replica_router.worker_status()');
-	ok(defined $rr->wait_for(3, 'SELECT rounds >= ' . ($rounds + 3) . ' FROM replica_router.worker_status()'),
-		'the worker goes on with its rounds');
+	ok(defined $rr->wait_rounds(3, 3), 'the worker goes on with its rounds');
 	is($rr->q("SELECT last_poll FROM replica_router._hints() WHERE node = 's3'"),
 		$polls, 'disabled s3 is not polled (last_poll unchanged over 3 rounds)');
 
@@ -203,9 +196,7 @@ sub read_nodes
 		'remove_replica(s3): gone from routing_hints');
 	ok(defined wait_until(5, sub { $worker_conns->() == 0 }),
 		'the worker closed its connection to removed s3');
-	%count = ();
-	$count{$_}++ for read_nodes(10);
-	is(join(',', map { "$_=" . ($count{$_} // 0) } qw(s1 s2 s3)), 's1=5,s2=5,s3=0',
+	is(RRTest::split_of($rr->read_counts(10), qw(s1 s2 s3)), 's1=5,s2=5,s3=0',
 		'round-robin back over s1 and s2');
 	$s3->stop;
 }

@@ -19,7 +19,7 @@ my $heartbeat = 2;
 my $rr = RRTest->new(standbys => [qw(s1 s2)], conf => "replica_router.heartbeat = '${heartbeat}s'\n");
 my $primary = $rr->primary;
 my $replicas = 2;
-pass('primary and two streaming standbys registered, both healthy');
+is($rr->states, 's1=healthy,s2=healthy', 'primary and two streaming standbys registered, both healthy');
 
 # Last line of a multi-statement answer.
 sub last_line { my @l = split /\n/, $_[0]; return $l[-1] // ''; }
@@ -32,8 +32,6 @@ sub stat_writes
 		  . " SELECT n_tup_ins + n_tup_upd FROM pg_stat_user_tables"
 		  . " WHERE relid = 'replica_router.routing_hints'::regclass"));
 }
-
-sub worker_pid { return $rr->q('SELECT pid FROM replica_router.worker_status()'); }
 
 ###############################################################################
 # 10. Idle cluster: no more hint writes than the heartbeat
@@ -98,7 +96,7 @@ sub worker_pid { return $rr->q('SELECT pid FROM replica_router.worker_status()')
 # A stopped (SIGSTOP) worker: its hints go stale, reads go to the primary
 ###############################################################################
 {
-	my $pid = worker_pid();
+	my $pid = $rr->worker_pid;
 	$rr->stop_process($pid);
 	my $stale = $rr->wait_for(5, "SELECT string_agg(state, ',' ORDER BY node) FROM replica_router.status"
 		  . " WHERE role = 'replica'", 'stale,stale');
@@ -116,19 +114,19 @@ sub worker_pid { return $rr->q('SELECT pid FROM replica_router.worker_status()')
 			  . " WHERE role = 'replica'", 'healthy,healthy'),
 		'worker continued: both replicas healthy again');
 	is($rr->q("SELECT role FROM replica_router.recommend('read')"), 'replica', 'reads go to a replica again');
-	is(worker_pid(), $pid, 'the same worker');
+	is($rr->worker_pid, $pid, 'the same worker');
 }
 
 ###############################################################################
 # 9. The worker restarts after SIGTERM
 ###############################################################################
 {
-	my $pid = worker_pid();
+	my $pid = $rr->worker_pid;
 	my $stat_before = stat_writes();
 	is($rr->q("SELECT pg_terminate_backend($pid)"), 't', "SIGTERM to the worker (pid $pid)");
 	my $t0 = time;
 	my $new_pid;
-	my $restarted = wait_until(10, sub { $new_pid = worker_pid(); $new_pid ne '' && $new_pid ne $pid });
+	my $restarted = wait_until(10, sub { $new_pid = $rr->worker_pid; $new_pid ne '' && $new_pid ne $pid });
 	ok(defined $restarted, 'a new worker starts');
 	isnt($new_pid, $pid, "new worker pid $new_pid");
 	note(sprintf('new worker %.2f s after SIGTERM (bgw_restart_time 1 s)', $restarted // -1));

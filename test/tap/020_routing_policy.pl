@@ -13,7 +13,7 @@ use Test::More;
 use IPC::Run;
 use JSON::PP;
 use Time::HiRes qw(time);
-use RRTest qw(wait_until);
+use RRTest qw(wait_until tool run_tool track);
 
 ###############################################################################
 # Cluster: everything on 127.0.0.1 too, so that pgbouncer and
@@ -34,23 +34,13 @@ my ($s1, $s2) = ($rr->standby('s1'), $rr->standby('s2'));
 my %standby = (s1 => $s1, s2 => $s2);
 my %port_of = (s1 => $s1->port, s2 => $s2->port);
 my %name_of = reverse %port_of;
-my $user = getpwuid($<);
-
-# A reloadable (SIGHUP) setting on the primary, given as SHOW displays it.
-sub sighup_conf
-{
-	my ($name, $value) = @_;
-	$rr->q("ALTER SYSTEM SET $name = '$value'");
-	$rr->q('SELECT pg_reload_conf()');
-	$rr->wait_for(10, "SHOW $name", $value) or die "$name = '$value' was not applied";
-}
 
 $rr->q(qq{
 SELECT replica_router.add_replica('s1', 'host=127.0.0.1 port=${\ $s1->port} dbname=postgres', zone => 'eu');
 SELECT replica_router.add_replica('s2', 'host=127.0.0.1 port=${\ $s2->port} dbname=postgres', zone => 'us')});
-$rr->wait_for(15, "SELECT count(*) = 2 FROM replica_router.status WHERE role = 'replica' AND state = 'healthy'")
+ok(defined $rr->wait_for(15, "SELECT count(*) = 2 FROM replica_router.status WHERE role = 'replica' AND state = 'healthy'"),
+	'primary and two standbys, both healthy')
   or die 'replicas did not become healthy';
-pass('primary and two standbys, both healthy');
 
 ###############################################################################
 # (a) Operation classes
@@ -115,7 +105,7 @@ like(
 $rr->q(q{
 SELECT replica_router.alter_replica('s1', weight => 100);
 SELECT replica_router.alter_replica('s2', weight => 300)});
-sighup_conf('replica_router.balance', 'weighted');
+$rr->set_conf('replica_router.balance' => 'weighted');
 {
 	# One call per row: recommend() in the select list is evaluated for each
 	# row (a LATERAL call that does not depend on the row runs only once).
@@ -138,7 +128,7 @@ SELECT string_agg(node || '=' || n, ' ' ORDER BY node)
 }
 
 # A route may choose its balancing on its own.
-sighup_conf('replica_router.balance', 'round_robin');
+$rr->set_conf('replica_router.balance' => 'round_robin');
 $rr->q("SELECT replica_router.set_route('weighted_read', 'replica', balance => 'weighted')");
 {
 	my $split = $rr->q(q{
@@ -402,16 +392,12 @@ $s2->poll_query_until('postgres',
 
 # The follower reads a standby too (polling).
 my $tmp = PostgreSQL::Test::Utils::tempdir();
+my $follower_bin = tool('replica_router_follower');
+my @follow_s2 = ($follower_bin, '--source', $s2->connstr('postgres'), '--dbname', 'app');
 {
 	my $file = "$tmp/from_standby.ini";
-	my ($out, $err) = ('', '');
-	my $ok = IPC::Run::run(
-		[
-			'replica_router_follower', '--source', $s2->connstr('postgres'), '--output', $file,
-			'--dbname', 'app', '--once'
-		],
-		'>', \$out, '2>', \$err, IPC::Run::timeout(30));
-	ok($ok, 'follower --once from a standby succeeds') or diag($err);
+	my ($rc, $out, $err) = run_tool(@follow_s2, '--output', $file, '--once');
+	is($rc, 0, 'follower --once from a standby succeeds') or diag($err);
 	my $content = slurp_file($file);
 	like($content, qr/^app_read = host=127\.0\.0\.1 port=(\d+) dbname=app$/m, 'follower from a standby: read alias');
 	my ($p) = $content =~ /^app_read = host=\S+ port=(\d+)/m;
@@ -421,7 +407,7 @@ my $tmp = PostgreSQL::Test::Utils::tempdir();
 }
 
 # Stop the heartbeat (hint writes) and wait past standby_max_hint_age (3s).
-sighup_conf('replica_router.heartbeat', '1h');
+$rr->set_conf('replica_router.heartbeat' => '1h');
 {
 	my $reason;
 	my $took = wait_until(
@@ -437,19 +423,13 @@ sighup_conf('replica_router.heartbeat', '1h');
 		'the reason says the hints are too old');
 
 	my $file = "$tmp/stale.ini";
-	my ($out, $err) = ('', '');
-	my $ok = IPC::Run::run(
-		[
-			'replica_router_follower', '--source', $s2->connstr('postgres'), '--output', $file,
-			'--dbname', 'app', '--once'
-		],
-		'>', \$out, '2>', \$err, IPC::Run::timeout(30));
-	ok(!$ok, 'follower --once fails on a standby with old hints');
+	my ($rc, $out, $err) = run_tool(@follow_s2, '--output', $file, '--once');
+	isnt($rc, 0, 'follower --once fails on a standby with old hints');
 	like($err, qr/too old/, 'follower: says the hints are too old');
 	ok(!-e $file, 'follower: writes no file from old hints');
 }
 # Lowering the heartbeat again must bring the standby's hints back soon.
-sighup_conf('replica_router.heartbeat', '1s');
+$rr->set_conf('replica_router.heartbeat' => '1s');
 {
 	my $took = wait_until(
 		15, sub { $s2->safe_psql('postgres', "SELECT role FROM replica_router.recommend('read')") eq 'replica' }, 0.1);
@@ -470,44 +450,17 @@ sighup_conf('replica_router.heartbeat', '1s');
 ###############################################################################
 SKIP:
 {
-	my $pgbouncer_bin = '/usr/sbin/pgbouncer';
-	skip 'pgbouncer is not installed', 1 unless -x $pgbouncer_bin;
+	skip 'pgbouncer is not installed', 1 unless RRTest::PgBouncer::available();
 
-	my $bport = PostgreSQL::Test::Cluster::get_free_port();
-	my $sockdir = PostgreSQL::Test::Utils::tempdir_short();
 	my $include = "$tmp/replica_router.ini";
 	my $follower_log = "$tmp/follower.log";
-	open my $fh, '>', "$tmp/userlist.txt" or die $!;
-	print $fh qq{"$user" ""\n};
-	close $fh;
-	open $fh, '>', "$tmp/pgbouncer.ini" or die $!;
-	print $fh <<"EOF";
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $bport
-unix_socket_dir = $sockdir
-auth_type = trust
-auth_file = $tmp/userlist.txt
-admin_users = $user
-pool_mode = session
-logfile = $tmp/pgbouncer.log
-pidfile = $tmp/pgbouncer.pid
-server_login_retry = 1
-server_connect_timeout = 2
-%include $include
-EOF
-	close $fh;
-
 	my @follower = (
-		'replica_router_follower', '--source', "host=127.0.0.1 port=${\ $primary->port} dbname=postgres",
+		$follower_bin, '--source', "host=127.0.0.1 port=${\ $primary->port} dbname=postgres",
 		'--output', $include, '--dbname', 'postgres', '--interval', '500ms');
-	my $admin = "host=127.0.0.1 port=$bport dbname=pgbouncer user=$user";
 
 	# pgbouncer needs the file at start: write it once first.
-	my ($out, $err) = ('', '');
-	ok(IPC::Run::run([ @follower, '--once' ], '>', \$out, '2>', \$err, IPC::Run::timeout(30)),
-		'follower --once writes the first file')
-	  or diag($err);
+	my ($rc, $out, $err) = run_tool(@follower, '--once');
+	is($rc, 0, 'follower --once writes the first file') or diag($err);
 	unlike($err, qr/password/i, 'follower output names no password');
 	my $first = slurp_file($include);
 	like($first, qr/^\[databases\]$/m, 'the file has a [databases] section');
@@ -519,19 +472,22 @@ EOF
 	like($first, qr/^postgres_write = host=127\.0\.0\.1 port=${\ $primary->port} dbname=postgres$/m,
 		'postgres_write points at the primary');
 
-	my ($b_out, $b_err) = ('', '');
-	my $bouncer = IPC::Run::start([ $pgbouncer_bin, "$tmp/pgbouncer.ini" ], '>', \$b_out, '2>', \$b_err);
+	my $bouncer = RRTest::PgBouncer->new(
+		include => $include,
+		settings => {
+			unix_socket_dir => PostgreSQL::Test::Utils::tempdir_short(),
+			pool_mode => 'session',
+			server_login_retry => 1,
+			server_connect_timeout => 2
+		});
+	my $admin = $bouncer->admin;
 
 	my $via = sub {
 		my ($alias) = @_;
 		my ($o, $e) = ('', '');
 		my $ok = eval {
 			IPC::Run::run(
-				[
-					'psql', '-XAtq', '-d',
-					"host=127.0.0.1 port=$bport dbname=$alias user=$user connect_timeout=3",
-					'-c', 'SELECT inet_server_port()'
-				],
+				[ 'psql', '-XAtq', '-d', $bouncer->connstr($alias) . ' connect_timeout=3', '-c', 'SELECT inet_server_port()' ],
 				'>', \$o, '2>', \$e, IPC::Run::timeout(10));
 		};
 		chomp $o;
@@ -541,7 +497,7 @@ EOF
 
 	my $flog;
 	open $flog, '>', $follower_log or die $!;
-	my $follower = IPC::Run::start([ @follower, '--pgbouncer', $admin ], '>', $flog, '2>', $flog);
+	my $follower = track(IPC::Run::start([ @follower, '--pgbouncer', $admin ], '>', $flog, '2>', $flog));
 	ok(defined wait_until(10, sub { slurp_file($follower_log) =~ /pgbouncer at .* reloaded/ }),
 		'the follower connects, listens and reloads pgbouncer');
 	like(slurp_file($follower_log), qr/connected to the source at 127\.0\.0\.1:\d+ \(primary\): listening/,
@@ -607,9 +563,8 @@ SELECT a.query_start > h.state_since + interval '600ms'
 	is(slurp_file($include), $before, 'the file is unchanged while the source is unreachable');
 	like(slurp_file($include), qr/^postgres_read = .*\n^postgres_write = /m, 'and still names both aliases');
 	{
-		my ($o, $e) = ('', '');
-		ok(!IPC::Run::run([ @follower, '--once' ], '>', \$o, '2>', \$e, IPC::Run::timeout(30)),
-			'follower --once fails when the source is unreachable');
+		my ($rc, $o, $e) = run_tool(@follower, '--once');
+		isnt($rc, 0, 'follower --once fails when the source is unreachable');
 		like($e, qr/source 127\.0\.0\.1:\d+: .*keeping/, 'with one clear line');
 		is(slurp_file($include), $before, 'and leaves the file alone');
 	}
@@ -622,8 +577,7 @@ SELECT a.query_start > h.state_since + interval '600ms'
 	close $flog;
 	note("follower log:\n" . slurp_file($follower_log));
 
-	$bouncer->signal('INT');
-	$bouncer->finish;
+	$bouncer->stop;
 }
 
 $rr->check_log;

@@ -19,173 +19,31 @@
 use strict;
 use warnings;
 
-use File::Basename qw(dirname);
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(time usleep);
+use Time::HiRes qw(time);
+use RRTest qw(wait_until track);
 
-my $user = getpwuid($<);
 my $t_start = time;
 
-# The check command built beside this tree (make), else the installed one.
-my $check_bin = dirname(__FILE__) . '/../../tools/replica_router_check';
-$check_bin = 'replica_router_check' unless -x $check_bin;
-
-# Processes to stop whatever happens.
-my @harnesses;
-END
-{
-	local $?;    # keep the test's exit status
-	for my $h (@harnesses)
-	{
-		eval { $h->kill_kill if $h->pumpable; };
-	}
-}
-
-# Calls $check until it returns true, at most $seconds; returns how long it
-# took, or undef on timeout. Short pauses between checks only.
-sub wait_until
-{
-	my ($seconds, $check) = @_;
-	my $start = time;
-	for (;;)
-	{
-		return time - $start if $check->();
-		return undef if time - $start >= $seconds;
-		usleep(20_000);
-	}
-}
-
 ###############################################################################
-# A psql process kept open, fed one query at a time (polls cost no start-up).
+# Cluster: primary, s1 and s2 on slots s1 and s2 (listening on 127.0.0.1 too,
+# for pgbouncer)
 ###############################################################################
-package Session
-{
-	sub new
-	{
-		my ($class, $connstr) = @_;
-		my $self = bless { in => '', out => '', err => '', n => 0 }, $class;
-		$self->{timer} = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
-		$self->{run} = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=0', '-d', $connstr, '-f', '-' ],
-			'<', \$self->{in}, '>', \$self->{out}, '2>', \$self->{err}, $self->{timer});
-		push @harnesses, $self->{run};
-		my (undef, $err) = $self->run('SELECT 1');
-		die "session on [$connstr] failed: $err" if $err ne '';
-		return $self;
-	}
-
-	# Returns (stdout without the trailing newline, stderr).
-	sub run
-	{
-		my ($self, $sql) = @_;
-		my $banner = 'session-done-' . ++$self->{n};
-		$self->{timer}->start($PostgreSQL::Test::Utils::timeout_default);
-		$self->{in} .= "$sql\n;\n\\echo $banner\n\\warn $banner\n";
-		$self->{run}->pump until ($self->{out} =~ /^$banner\n/m && $self->{err} =~ /^$banner\n/m);
-		my ($out, $err) = ($self->{out}, $self->{err});
-		$self->{out} = $self->{err} = '';
-		$out =~ s/\n?^$banner\n//m;
-		$err =~ s/\n?^$banner\n//m;
-		return ($out, $err);
-	}
-
-	sub q
-	{
-		my ($self, $sql) = @_;
-		my ($out, $err) = $self->run($sql);
-		die "query failed: $err\nquery: $sql" if $err ne '';
-		return $out;
-	}
-
-	sub close
-	{
-		my ($self) = @_;
-		$self->{in} .= "\\q\n";
-		$self->{run}->finish;
-	}
-}
-package main;
-
-###############################################################################
-# Cluster: primary, s1 and s2 on slots s1 and s2
-###############################################################################
-my $primary = PostgreSQL::Test::Cluster->new('primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf(
-	'postgresql.conf', q{
-shared_preload_libraries = 'replica_router'
+my $rr = RRTest->new(
+	standbys => [qw(s1 s2)],
+	slots => 1,
+	register => 0,
+	conf => q{
 listen_addresses = '127.0.0.1'
-replica_router.poll_interval = '100ms'
-replica_router.connect_timeout = '500ms'
-replica_router.query_timeout = '500ms'
-replica_router.stale_after = '2s'
-replica_router.heartbeat = '3600s'
-max_wal_senders = 10
 log_min_messages = 'info'
 });
-$primary->start;
-$primary->safe_psql(
-	'postgres', q{
-CREATE EXTENSION replica_router;
-CREATE TABLE t (i integer);
-SELECT pg_create_physical_replication_slot('s1');
-SELECT pg_create_physical_replication_slot('s2');
-});
-$primary->backup('base');
-
-my %standby;
-for my $name (qw(s1 s2))
-{
-	my $s = PostgreSQL::Test::Cluster->new($name);
-	$s->init_from_backup($primary, 'base', has_streaming => 1);
-	$s->append_conf('postgresql.conf', "primary_slot_name = '$name'\n");
-	$s->start;
-	$standby{$name} = $s;
-}
-my ($s1, $s2) = @standby{qw(s1 s2)};
-
-my $P = Session->new($primary->connstr('postgres'));
-
-# Waits (at most $seconds) until $sql returns $expected ('t' by default).
-sub wait_for
-{
-	my ($seconds, $sql, $expected) = @_;
-	$expected //= 't';
-	my $last = '';
-	my $took = wait_until($seconds, sub { ($last = $P->q($sql)) eq $expected });
-	diag("timed out after ${seconds}s waiting for [$sql] to return [$expected]; last: [$last]")
-	  unless defined $took;
-	return $took;
-}
-
-# ALTER SYSTEM and reload; waits until the session sees the new values
-# (given as SHOW displays them).
-sub set_conf
-{
-	my (%gucs) = @_;
-	$P->q("ALTER SYSTEM SET $_ = '$gucs{$_}'") for sort keys %gucs;
-	$P->q('SELECT pg_reload_conf()');
-	for my $k (sort keys %gucs)
-	{
-		wait_for(10, "SHOW $k", $gucs{$k}) or die "$k = $gucs{$k} was not applied";
-	}
-}
-
-# Runs the check command; returns (exit code, the status line, stderr).
-sub check
-{
-	my (@args) = @_;
-	my ($out, $err) = ('', '');
-	my $h = IPC::Run::start([ $check_bin, @args ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
-	$h->finish;
-	my $rc = $h->result(0);
-	chomp $out;
-	return ($rc, $out, $err);
-}
-
-sub check_primary { return check('-d', $primary->connstr('postgres'), @_); }
+my $primary = $rr->primary;
+my ($s1, $s2) = map { $rr->standby($_) } qw(s1 s2);
+my $user = $rr->{user};
+$rr->q('CREATE TABLE t (i integer)');
 
 my %code = (ok => 0, warning => 1, critical => 2);
 
@@ -193,82 +51,49 @@ my %code = (ok => 0, warning => 1, critical => 2);
 sub check_is
 {
 	my ($args, $rc_want, $like, $name) = @_;
-	my ($rc, $out, $err) = check_primary(@$args);
+	my ($rc, $out, $err) = $rr->check(@$args);
 	is($rc, $rc_want, "check @$args exits $rc_want: $name") or diag("output: $out\nstderr: $err");
 	like($out, $like, "check @$args: status line ($out)") if defined $like;
 	is($err, '', "check @$args: nothing on stderr") if $err ne '';
 	return $out;
 }
 
-my $s1_conninfo = sprintf('host=127.0.0.1 port=%d dbname=postgres user=%s', $s1->port, $user);
-my $s2_conninfo = sprintf('host=127.0.0.1 port=%d dbname=postgres user=%s', $s2->port, $user);
-
 ###############################################################################
 # pgbouncer in front of s1
 ###############################################################################
-my $tmp = PostgreSQL::Test::Utils::tempdir();
-my $bport = PostgreSQL::Test::Cluster::get_free_port();
-{
-	open my $fh, '>', "$tmp/userlist.txt" or die $!;
-	print $fh qq{"$user" ""\n};
-	close $fh;
-	open $fh, '>', "$tmp/pgbouncer.ini" or die $!;
-	print $fh <<"EOF";
-[databases]
-s1db = host=127.0.0.1 port=${\ $s1->port} dbname=postgres
+my $bouncer = RRTest::PgBouncer->new(
+	databases => [ s1db => "host=127.0.0.1 port=${\ $s1->port} dbname=postgres" ],
+	settings => { pool_mode => 'transaction', default_pool_size => 2, max_client_conn => 50 });
+my $bouncer_db = $bouncer->connstr('s1db');
+my $bouncer_admin = $bouncer->admin;
+ok(defined $bouncer->wait_up(10), 'pgbouncer is up');
 
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $bport
-unix_socket_dir =
-auth_type = trust
-auth_file = $tmp/userlist.txt
-admin_users = $user
-pool_mode = transaction
-default_pool_size = 2
-max_client_conn = 50
-logfile = $tmp/pgbouncer.log
-pidfile = $tmp/pgbouncer.pid
-EOF
-	close $fh;
-}
-my ($b_out, $b_err) = ('', '');
-my $bouncer = IPC::Run::start([ '/usr/sbin/pgbouncer', "$tmp/pgbouncer.ini" ], '>', \$b_out, '2>', \$b_err);
-push @harnesses, $bouncer;
-my $bouncer_db = "host=127.0.0.1 port=$bport dbname=s1db user=$user";
-my $bouncer_admin = "host=127.0.0.1 port=$bport dbname=pgbouncer user=$user";
-ok( defined wait_until(10, sub { my ($o) = ('');
-			IPC::Run::run([ 'psql', '-XAtq', '-d', "$bouncer_admin connect_timeout=2", '-c', 'SHOW VERSION' ],
-				'>', \$o, '2>', \my $e, IPC::Run::timeout(10));
-			$o =~ /PgBouncer/ }),
-	'pgbouncer is up');
-
-$P->q("SELECT replica_router.add_replica('s1', '$s1_conninfo', pgbouncer => '$bouncer_admin')");
-$P->q("SELECT replica_router.add_replica('s2', '$s2_conninfo')");
-ok(defined wait_for(15, "SELECT count(*) = 2 FROM replica_router.status WHERE role = 'replica' AND state = 'healthy'"),
+$rr->q("SELECT replica_router.add_replica('s1', '${\ $rr->conninfo($s1, '127.0.0.1')}', pgbouncer => '$bouncer_admin')");
+$rr->q("SELECT replica_router.add_replica('s2', '${\ $rr->conninfo($s2, '127.0.0.1')}')");
+ok(defined $rr->wait_for(15, "SELECT count(*) = 2 FROM replica_router.status WHERE role = 'replica' AND state = 'healthy'"),
 	'both standbys are registered and healthy');
 
 ###############################################################################
 # At rest: every view ok, slots matched, every check OK
 ###############################################################################
-ok(defined wait_for(10, "SELECT string_agg(node || ':' || coalesce(matched_by, '-') || ':' || severity, ' ' ORDER BY node)"
+ok(defined $rr->wait_for(10, "SELECT string_agg(node || ':' || coalesce(matched_by, '-') || ':' || severity, ' ' ORDER BY node)"
 			. " FROM replica_router.lag", 's1:slot:ok s2:slot:ok'),
 	'lag: both replicas matched to pg_stat_replication by their slot, severity ok');
-is( $P->q("SELECT string_agg(node || ':' || walsender_state || ':' || sync_state || ':' || (sent_lsn IS NOT NULL)"
+is( $rr->q("SELECT string_agg(node || ':' || walsender_state || ':' || sync_state || ':' || (sent_lsn IS NOT NULL)"
 			. " || ':' || (receive_lsn IS NOT NULL), ' ' ORDER BY node) FROM replica_router.lag"),
 	's1:streaming:async:true:true s2:streaming:async:true:true',
 	'lag: the primary\'s figures (walsender state, sync state, sent LSN) beside the worker\'s (receive LSN)');
-is( $P->q("SELECT string_agg(slot_name || ':' || slot_type || ':' || active || ':' || replica || ':' || severity, ' '"
+is( $rr->q("SELECT string_agg(slot_name || ':' || slot_type || ':' || active || ':' || replica || ':' || severity, ' '"
 			. " ORDER BY slot_name) FROM replica_router.slot_health"),
 	's1:physical:true:s1:ok s2:physical:true:s2:ok',
 	'slot_health: two active physical slots, each with its replica');
-ok(defined wait_for(10, "SELECT pgbouncer_ok FROM replica_router.pool_state WHERE node = 's1'"),
+ok(defined $rr->wait_for(10, "SELECT pgbouncer_ok FROM replica_router.pool_state WHERE node = 's1'"),
 	'pool_state: the worker reaches s1\'s pgbouncer');
-is( $P->q("SELECT string_agg(node || ':' || role || ':' || (pgbouncer_ok IS NULL) || ':' || severity, ' ' ORDER BY node)"
+is( $rr->q("SELECT string_agg(node || ':' || role || ':' || (pgbouncer_ok IS NULL) || ':' || severity, ' ' ORDER BY node)"
 			. " FROM replica_router.pool_state"),
 	'primary:primary:true:ok s1:replica:false:ok s2:replica:true:ok',
 	'pool_state: the primary and both replicas, only s1 with a pgbouncer');
-is($P->q('SELECT severity FROM replica_router.health'), 'ok', 'health: ok');
+is($rr->q('SELECT severity FROM replica_router.health'), 'ok', 'health: ok');
 
 check_is(['lag'], 0, qr/^REPLICA_ROUTER LAG OK - 2 replicas, max lag \d[\d.]*s \(s[12]\) \| s1=[\d.]+s;5;30;0 s2=[\d.]+s;5;30;0$/,
 	'lag at rest');
@@ -281,26 +106,26 @@ check_is(['health'], 0, qr/^REPLICA_ROUTER HEALTH OK - 2\/2 replicas healthy, .*
 
 # Connects like psql: -h/-p/-U and the PG* environment.
 {
-	my ($rc, $out) = check('-h', '127.0.0.1', '-p', $primary->port, '-U', $user, '-d', 'postgres', 'health');
+	my ($rc, $out) = RRTest::check_command('-h', '127.0.0.1', '-p', $primary->port, '-U', $user, '-d', 'postgres', 'health');
 	is($rc, 0, "check -h -p -U -d dbname health: OK ($out)");
 	local $ENV{PGHOST} = '127.0.0.1';
 	local $ENV{PGPORT} = $primary->port;
 	local $ENV{PGDATABASE} = 'postgres';
-	($rc, $out) = check('--timeout', '5s', 'lag');
+	($rc, $out) = RRTest::check_command('--timeout', '5s', 'lag');
 	is($rc, 0, "check with PGHOST/PGPORT/PGDATABASE: OK ($out)");
 }
 
 # A monitoring role: pg_monitor is enough. The views are granted to PUBLIC, so
 # a role without it should do as well.
-$P->q('CREATE ROLE rr_monitor LOGIN IN ROLE pg_monitor; CREATE ROLE rr_plain LOGIN');
+$rr->q('CREATE ROLE rr_monitor LOGIN IN ROLE pg_monitor; CREATE ROLE rr_plain LOGIN');
 for my $c (qw(lag slots pools health))
 {
-	my ($rc, $out) = check('-h', $primary->host, '-p', $primary->port, '-U', 'rr_monitor', '-d', 'postgres', $c);
+	my ($rc, $out) = RRTest::check_command('-h', $primary->host, '-p', $primary->port, '-U', 'rr_monitor', '-d', 'postgres', $c);
 	is($rc, 0, "check $c as a pg_monitor member: OK ($out)");
 }
 {
 	# Everything is granted to PUBLIC: a role with no other rights reads it all.
-	my ($rc, $out) = check('-h', $primary->host, '-p', $primary->port, '-U', 'rr_plain', '-d', 'postgres', 'health');
+	my ($rc, $out) = RRTest::check_command('-h', $primary->host, '-p', $primary->port, '-U', 'rr_plain', '-d', 'postgres', 'health');
 	is($rc, 0, "check health as a role with PUBLIC's rights only: OK ($out)");
 	my $plain = $primary->safe_psql('postgres',
 		"SELECT (SELECT count(*) FROM (SELECT * FROM replica_router.pool_state) p)"
@@ -316,8 +141,8 @@ for my $c (qw(lag slots pools health))
 sub metrics_ok
 {
 	my ($when) = @_;
-	my $text = $P->q('SELECT replica_router.metrics()');
-	is($P->q("SELECT right(replica_router.metrics(), 1) = E'\\n'"), 't', "metrics ($when): ends with a newline");
+	my $text = $rr->q('SELECT replica_router.metrics()');
+	is($rr->q("SELECT right(replica_router.metrics(), 1) = E'\\n'"), 't', "metrics ($when): ends with a newline");
 	my (@bad, %help, %type, %series, %done, $current);
 	my $samples = 0;
 	for my $line (split /\n/, $text)
@@ -388,16 +213,16 @@ sub metrics_ok
 ###############################################################################
 # (c) pgbouncer pools with the clients opened through it
 ###############################################################################
-my @through = map { Session->new($bouncer_db) } 1 .. 2;
+my @through = map { RRTest::Session->new($bouncer_db) } 1 .. 2;
 $_->q('BEGIN; SELECT 1') for @through;    # each holds a server connection
-ok( defined wait_for(10,
+ok( defined $rr->wait_for(10,
 		"SELECT cl_active >= 2 AND sv_active >= 2 AND pool_mode = 'transaction'"
 		  . " FROM replica_router.pgbouncer_pools WHERE node = 's1' AND database = 's1db'"),
 	'pgbouncer_pools: s1db shows the two clients in transactions (cl_active, sv_active >= 2)');
-note('pgbouncer_pools: ' . $P->q("SELECT string_agg(format('%s %s/%s cl_active=%s cl_waiting=%s sv_active=%s sv_idle=%s sv_used=%s mode=%s',"
+note('pgbouncer_pools: ' . $rr->q("SELECT string_agg(format('%s %s/%s cl_active=%s cl_waiting=%s sv_active=%s sv_idle=%s sv_used=%s mode=%s',"
 			. " node, database, \"user\", cl_active, cl_waiting, sv_active, sv_idle, sv_used, pool_mode), '; ')"
 			. " FROM replica_router.pgbouncer_pools"));
-is( $P->q("SELECT cl_active >= 2 AND sv_active >= 2 AND cl_waiting = 0 AND pool_mode LIKE '%transaction%'"
+is( $rr->q("SELECT cl_active >= 2 AND sv_active >= 2 AND cl_waiting = 0 AND pool_mode LIKE '%transaction%'"
 			. " AND pgbouncer_ok AND severity = 'ok' FROM replica_router.pool_state WHERE node = 's1'"),
 	't', 'pool_state: s1 sums its pgbouncer pools (cl_active, sv_active), severity ok');
 
@@ -405,11 +230,11 @@ is( $P->q("SELECT cl_active >= 2 AND sv_active >= 2 AND cl_waiting = 0 AND pool_
 my ($w_out, $w_err) = ('', '');
 my $waiter = IPC::Run::start([ 'psql', '-XAtq', '-d', $bouncer_db, '-c', 'SELECT 42' ],
 	'>', \$w_out, '2>', \$w_err, IPC::Run::timeout(60));
-push @harnesses, $waiter;
-ok( defined wait_for(10,
+track($waiter);
+ok( defined $rr->wait_for(10,
 		"SELECT cl_waiting >= 1 AND maxwait > '0' FROM replica_router.pgbouncer_pools WHERE node = 's1' AND database = 's1db'"),
 	'pgbouncer_pools: a waiting client (cl_waiting >= 1, maxwait > 0)');
-is($P->q("SELECT cl_waiting >= 1 AND severity = 'warning' FROM replica_router.pool_state WHERE node = 's1'"),
+is($rr->q("SELECT cl_waiting >= 1 AND severity = 'warning' FROM replica_router.pool_state WHERE node = 's1'"),
 	't', 'pool_state: waiting clients make s1 warn');
 check_is(['pools'], 1, qr/^REPLICA_ROUTER POOLS WARNING - s1 \d+ clients? waiting in pgbouncer \| .* s1_cl_waiting=[1-9]\d*;;;0 /,
 	'a client waits in pgbouncer');
@@ -422,7 +247,7 @@ check_is(['health'], 1, qr/^REPLICA_ROUTER HEALTH WARNING - pool s1 warning; /, 
 $_->q('COMMIT') for @through;
 $waiter->finish;
 is($w_out, "42\n", 'the waiting client gets its answer once the transactions end');
-ok(defined wait_for(10, "SELECT cl_waiting = 0 AND severity = 'ok' FROM replica_router.pool_state WHERE node = 's1'"),
+ok(defined $rr->wait_for(10, "SELECT cl_waiting = 0 AND severity = 'ok' FROM replica_router.pool_state WHERE node = 's1'"),
 	'pool_state: s1 back to ok when nobody waits');
 check_is(['pools'], 0, qr/^REPLICA_ROUTER POOLS OK/, 'nobody waits any more');
 
@@ -430,8 +255,8 @@ check_is(['pools'], 0, qr/^REPLICA_ROUTER POOLS OK/, 'nobody waits any more');
 # (b) filling s2's connections: warning, then critical
 ###############################################################################
 {
-	my $base = $P->q("SELECT connections FROM replica_router.pool_state WHERE node = 's2'");
-	my $usable = $P->q("SELECT usable_connections FROM replica_router.pool_state WHERE node = 's2'");
+	my $base = $rr->q("SELECT connections FROM replica_router.pool_state WHERE node = 's2'");
+	my $usable = $rr->q("SELECT usable_connections FROM replica_router.pool_state WHERE node = 's2'");
 	is($usable, 7, 's2: 7 usable connections (max_connections 10, 3 reserved for superusers)');
 	my (@sessions, @seen);
 	my $mismatch = '';
@@ -439,20 +264,20 @@ check_is(['pools'], 0, qr/^REPLICA_ROUTER POOLS OK/, 'nobody waits any more');
 	{
 		push @sessions, $s2->background_psql('postgres');
 		my $want = $base + @sessions;
-		wait_for(10, "SELECT connections FROM replica_router.pool_state WHERE node = 's2'", $want)
+		$rr->wait_for(10, "SELECT connections FROM replica_router.pool_state WHERE node = 's2'", $want)
 		  or last;
 		my ($pct, $sev) = split /\|/,
-		  $P->q("SELECT utilisation_pct, severity FROM replica_router.pool_state WHERE node = 's2'");
+		  $rr->q("SELECT utilisation_pct, severity FROM replica_router.pool_state WHERE node = 's2'");
 		my $expect = 100 * $want / $usable >= 90 ? 'critical' : 100 * $want / $usable >= 80 ? 'warning' : 'ok';
 		$mismatch .= "$want connections: $sev, expected $expect; " if $sev ne $expect;
-		my ($rc, $out) = check_primary('pools');
+		my ($rc, $out) = $rr->check('pools');
 		$mismatch .= "$want connections: check exit $rc, expected $code{$sev} ($out); " if $rc != $code{$sev};
 		push @seen, "$want=$pct%:$sev:$rc";
 		if ($sev eq 'warning')
 		{
-			my ($rc2, $out2) = check_primary('pools', '--warning', '95', '--critical', '99');
+			my ($rc2, $out2) = $rr->check('pools', '--warning', '95', '--critical', '99');
 			$mismatch .= "at $pct% --warning 95: exit $rc2 ($out2); " if $rc2 != 0;
-			($rc2, $out2) = check_primary('pools', '-w', '50', '-c', "$pct%");
+			($rc2, $out2) = $rr->check('pools', '-w', '50', '-c', "$pct%");
 			$mismatch .= "at $pct% --critical $pct%: exit $rc2 ($out2); " if $rc2 != 2;
 			like($out, qr/^REPLICA_ROUTER POOLS WARNING - s2 $want\/7 connections \([\d.]+%, warning 80%\) \| /,
 				"check pools names s2 and the warning threshold ($out)");
@@ -469,10 +294,10 @@ check_is(['pools'], 0, qr/^REPLICA_ROUTER POOLS OK/, 'nobody waits any more');
 		'pool severity of s2 goes ok -> warning -> critical as its connections fill up');
 	is($mismatch, '', 'at every step the view\'s severity follows the 80/90 % thresholds and the check exit code follows the view');
 	check_is(['health'], 2, qr/^REPLICA_ROUTER HEALTH CRITICAL - pool s2 critical; /, 's2 full');
-	is($P->q("SELECT severity FROM replica_router.pool_state WHERE node <> 's2' AND severity <> 'ok'"), '',
+	is($rr->q("SELECT severity FROM replica_router.pool_state WHERE node <> 's2' AND severity <> 'ok'"), '',
 		'the other nodes stay ok');
 	$_->quit for @sessions;
-	ok(defined wait_for(10, "SELECT severity FROM replica_router.pool_state WHERE node = 's2'", 'ok'),
+	ok(defined $rr->wait_for(10, "SELECT severity FROM replica_router.pool_state WHERE node = 's2'", 'ok'),
 		'pool_state: s2 back to ok when the sessions close');
 	check_is(['pools'], 0, qr/^REPLICA_ROUTER POOLS OK/, 's2 free again');
 }
@@ -480,7 +305,7 @@ check_is(['pools'], 0, qr/^REPLICA_ROUTER POOLS OK/, 'nobody waits any more');
 ###############################################################################
 # (d) paused replay on s1 under ongoing writes: warning, then critical
 ###############################################################################
-set_conf('replica_router.lag_warning' => '1s', 'replica_router.lag_critical' => '3s');
+$rr->set_conf('replica_router.lag_warning' => '1s', 'replica_router.lag_critical' => '3s');
 my ($wr_out, $wr_err) = ('', '');
 my $writer = IPC::Run::start(
 	[
@@ -488,8 +313,8 @@ my $writer = IPC::Run::start(
 		q{DO $$BEGIN FOR i IN 1..2000 LOOP INSERT INTO t VALUES (i); COMMIT; PERFORM pg_sleep(0.02); END LOOP; END$$}
 	],
 	'>', \$wr_out, '2>', \$wr_err, IPC::Run::timeout(120));
-push @harnesses, $writer;
-ok(defined wait_for(10, "SELECT count(*) > 10 FROM t"), 'a writer inserts on the primary');
+track($writer);
+ok(defined $rr->wait_for(10, "SELECT count(*) > 10 FROM t"), 'a writer inserts on the primary');
 check_is(['lag'], 0, qr/^REPLICA_ROUTER LAG OK - .* \| s1=[\d.]+s;1;3;0 s2=[\d.]+s;1;3;0$/,
 	'writes flowing, replay running (thresholds 1s/3s from the settings)');
 {
@@ -500,20 +325,21 @@ check_is(['lag'], 0, qr/^REPLICA_ROUTER LAG OK - .* \| s1=[\d.]+s;1;3;0 s2=[\d.]
 		20,
 		sub {
 			my ($sev, $lag) = split /\|/,
-			  $P->q("SELECT severity, replay_lag_seconds FROM replica_router.lag WHERE node = 's1'");
-			my ($rc, $out) = check_primary('lag');
+			  $rr->q("SELECT severity, replay_lag_seconds FROM replica_router.lag WHERE node = 's1'");
+			my ($rc, $out) = $rr->check('lag');
 			push @sev, $sev unless @sev && $sev[-1] eq $sev;
 			push @rc, $rc unless @rc && $rc[-1] == $rc;
 			$first{$sev} //= sprintf('%.2fs after the pause (lag %ss)', time - $t0, $lag);
 			$paused_warning_line //= $out if $rc == 1;
 			if ($rc == 1 && !defined $override)
 			{
-				my ($rc2, $out2) = check_primary('lag', '--warning', '1min', '--critical', '2min');
+				my ($rc2, $out2) = $rr->check('lag', '--warning', '1min', '--critical', '2min');
 				$override = "$rc2 $out2";
 			}
 			$critical_line = $out if $rc == 2;
 			return $sev eq 'critical' && $rc == 2;
-		});
+		},
+		0.02);
 	ok(defined $done, 'paused replay: lag severity of s1 reaches critical');
 	diag("paused replay on s1: severity $_ first seen $first{$_}") for grep { $first{$_} } qw(ok warning critical);
 	like(join(' ', @sev), qr/^(ok )?warning critical$/, 'lag view: warning (replay paused) then critical (lag >= 3s)')
@@ -525,11 +351,11 @@ check_is(['lag'], 0, qr/^REPLICA_ROUTER LAG OK - .* \| s1=[\d.]+s;1;3;0 s2=[\d.]
 		"check lag: CRITICAL names s1, its lag and the threshold (${\ ($critical_line // '')})");
 	like($override // '', qr/^1 REPLICA_ROUTER LAG WARNING - s1 replay paused.* \| s1=[\d.]+s;60;120;0 /,
 		'check lag --warning 1min --critical 2min: the pause alone still warns');
-	my ($rc, $out) = check_primary('lag', '--critical', '1min');
+	my ($rc, $out) = $rr->check('lag', '--critical', '1min');
 	is($rc, 1, "check lag --critical 1min overrides lag_critical: WARNING ($out)");
-	($rc, $out) = check_primary('lag', '-w', '100ms', '-c', '500ms');
+	($rc, $out) = $rr->check('lag', '-w', '100ms', '-c', '500ms');
 	is($rc, 2, "check lag -w 100ms -c 500ms: CRITICAL ($out)");
-	is( $P->q("SELECT replay_paused AND replay_gap_bytes > 0 AND reported_replay_lsn < flush_lsn"
+	is( $rr->q("SELECT replay_paused AND replay_gap_bytes > 0 AND reported_replay_lsn < flush_lsn"
 				. " FROM replica_router.lag WHERE node = 's1'"),
 		't',
 		'lag view while paused: replay_paused, WAL received but not replayed (replay_gap_bytes > 0), the primary sees replay behind flush');
@@ -540,38 +366,38 @@ check_is(['lag'], 0, qr/^REPLICA_ROUTER LAG OK - .* \| s1=[\d.]+s;1;3;0 s2=[\d.]
 	like($m, qr/^replica_router_cluster_severity 2$/m, 'metrics: cluster severity 2');
 
 	$s1->safe_psql('postgres', 'SELECT pg_wal_replay_resume()');
-	ok(defined wait_for(20, "SELECT severity FROM replica_router.lag WHERE node = 's1'", 'ok'),
+	ok(defined $rr->wait_for(20, "SELECT severity FROM replica_router.lag WHERE node = 's1'", 'ok'),
 		'replay resumed: s1 back to ok');
 	check_is(['lag'], 0, qr/^REPLICA_ROUTER LAG OK/, 'replay resumed');
 }
-$P->q("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'rr_writer'");
+$rr->q("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'rr_writer'");
 $writer->finish;
 like($wr_err, qr/canceling statement due to user request/, 'the writer ran until cancelled');
 
 ###############################################################################
 # (a) a stopped standby's slot: inactive, retained WAL warning then critical
 ###############################################################################
-set_conf('replica_router.slot_retained_warning' => '1MB', 'replica_router.slot_retained_critical' => '4MB');
+$rr->set_conf('replica_router.slot_retained_warning' => '1MB', 'replica_router.slot_retained_critical' => '4MB');
 check_is(['slots'], 0, qr/^REPLICA_ROUTER SLOTS OK - .* \| s1=\d+B;1048576;4194304;0 s2=\d+B;1048576;4194304;0$/,
 	'thresholds 1MB/4MB, both slots active');
 $s2->stop('fast');
-ok( defined wait_for(10,
+ok( defined $rr->wait_for(10,
 		"SELECT NOT active AND active_pid IS NULL AND inactive_since IS NOT NULL AND inactive_for >= '0'"
 		  . " AND replica = 's2' FROM replica_router.slot_health WHERE slot_name = 's2'"),
 	'slot_health: the stopped standby\'s slot is inactive, inactive_since set');
-my $r0 = $P->q("SELECT retained_bytes FROM replica_router.slot_health WHERE slot_name = 's2'");
-is($P->q("SELECT severity FROM replica_router.slot_health WHERE slot_name = 's2'"), 'ok',
+my $r0 = $rr->q("SELECT retained_bytes FROM replica_router.slot_health WHERE slot_name = 's2'");
+is($rr->q("SELECT severity FROM replica_router.slot_health WHERE slot_name = 's2'"), 'ok',
 	"slot s2 inactive, retaining $r0 bytes: still ok");
-is($P->q("SELECT inactive_since IS NULL AND active FROM replica_router.slot_health WHERE slot_name = 's1'"),
+is($rr->q("SELECT inactive_since IS NULL AND active FROM replica_router.slot_health WHERE slot_name = 's1'"),
 	't', 'slot s1 stays active');
 check_is(['slots'], 0, qr/^REPLICA_ROUTER SLOTS OK/, 'slot inactive, little WAL retained');
 
 # WAL the slot has to keep: 1.5 MB, then 3 MB more.
-$P->q("SELECT pg_logical_emit_message(false, 'replica_router_test', repeat('x', 1536 * 1024))");
-ok(defined wait_for(10, "SELECT severity FROM replica_router.slot_health WHERE slot_name = 's2'", 'warning'),
+$rr->q("SELECT pg_logical_emit_message(false, 'replica_router_test', repeat('x', 1536 * 1024))");
+ok(defined $rr->wait_for(10, "SELECT severity FROM replica_router.slot_health WHERE slot_name = 's2'", 'warning'),
 	'slot_health: s2 reaches warning');
 my ($r1, $reason1) = split /\|/,
-  $P->q("SELECT retained_bytes, reason FROM replica_router.slot_health WHERE slot_name = 's2'");
+  $rr->q("SELECT retained_bytes, reason FROM replica_router.slot_health WHERE slot_name = 's2'");
 cmp_ok($r1, '>=', 1024 * 1024, "retained WAL over 1MB ($r1 bytes)");
 cmp_ok($r1, '<', 4 * 1024 * 1024, 'and under 4MB');
 is($reason1, 'retained WAL over slot_retained_warning', 'reason: retained WAL over slot_retained_warning');
@@ -579,17 +405,17 @@ check_is(['slots'], 1,
 	qr/^REPLICA_ROUTER SLOTS WARNING - s2 \(replica s2\) retains \d+ kB \(warning 1MB\), inactive for [\d.]+s \| s1=\d+B;1048576;4194304;0 s2=\d+B;1048576;4194304;0$/,
 	'slot retains over 1MB');
 {
-	my ($rc, $out) = check_primary('slots', '--warning', '100MB', '--critical', '200MB');
+	my ($rc, $out) = $rr->check('slots', '--warning', '100MB', '--critical', '200MB');
 	is($rc, 0, "check slots --warning 100MB --critical 200MB: OK ($out)");
-	($rc, $out) = check_primary('slots', '--warning', '512kB', '--critical', '1MB');
+	($rc, $out) = $rr->check('slots', '--warning', '512kB', '--critical', '1MB');
 	is($rc, 2, "check slots --warning 512kB --critical 1MB: CRITICAL ($out)");
 }
 
-$P->q("SELECT pg_logical_emit_message(false, 'replica_router_test', repeat('x', 3 * 1024 * 1024))");
-ok(defined wait_for(10, "SELECT severity FROM replica_router.slot_health WHERE slot_name = 's2'", 'critical'),
+$rr->q("SELECT pg_logical_emit_message(false, 'replica_router_test', repeat('x', 3 * 1024 * 1024))");
+ok(defined $rr->wait_for(10, "SELECT severity FROM replica_router.slot_health WHERE slot_name = 's2'", 'critical'),
 	'slot_health: s2 reaches critical');
 my ($r2, $reason2) = split /\|/,
-  $P->q("SELECT retained_bytes, reason FROM replica_router.slot_health WHERE slot_name = 's2'");
+  $rr->q("SELECT retained_bytes, reason FROM replica_router.slot_health WHERE slot_name = 's2'");
 cmp_ok($r2, '>=', 4 * 1024 * 1024, "retained WAL over 4MB ($r2 bytes)");
 ok($r0 < $r1 && $r1 < $r2, "retained WAL grows: $r0 -> $r1 -> $r2 bytes");
 is($reason2, 'retained WAL over slot_retained_critical', 'reason: retained WAL over slot_retained_critical');
@@ -598,12 +424,12 @@ check_is(['slots'], 2,
 	'slot retains over 4MB');
 {
 	# The same thresholds given as options judge the same.
-	my ($rc, $out) = check_primary('slots', '-w', '1MB', '-c', '4MB');
+	my ($rc, $out) = $rr->check('slots', '-w', '1MB', '-c', '4MB');
 	is($rc, 2, "check slots -w 1MB -c 4MB: CRITICAL as the settings ($out)");
-	($rc, $out) = check_primary('slots', '--warning=1GB', '--critical=10GB');
+	($rc, $out) = $rr->check('slots', '--warning=1GB', '--critical=10GB');
 	is($rc, 0, "check slots --warning=1GB --critical=10GB: OK ($out)");
 }
-is($P->q("SELECT severity FROM replica_router.slot_health WHERE slot_name = 's1'"), 'ok', 'slot s1 stays ok');
+is($rr->q("SELECT severity FROM replica_router.slot_health WHERE slot_name = 's1'"), 'ok', 'slot s1 stays ok');
 check_is(['lag'], 2, qr/^REPLICA_ROUTER LAG CRITICAL - s2 (down|stale) \(.* \| s1=[\d.]+s;1;3;0 s2=U;1;3;0$/, 's2 is stopped');
 check_is(['health'], 2, qr/^REPLICA_ROUTER HEALTH CRITICAL - .*slot s2 critical.*; 1\/2 replicas healthy/, 's2 stopped');
 {
@@ -619,18 +445,18 @@ check_is(['health'], 2, qr/^REPLICA_ROUTER HEALTH CRITICAL - .*slot s2 critical.
 ###############################################################################
 {
 	my $dead = PostgreSQL::Test::Cluster::get_free_port();
-	my ($rc, $out) = check('-d', "host=127.0.0.1 port=$dead dbname=postgres password=sekrit-pw connect_timeout=2", 'lag');
+	my ($rc, $out) = RRTest::check_command('-d', "host=127.0.0.1 port=$dead dbname=postgres password=sekrit-pw connect_timeout=2", 'lag');
 	is($rc, 3, 'cannot connect: exit 3');
 	like($out, qr/^REPLICA_ROUTER LAG UNKNOWN - cannot connect: .*127\.0\.0\.1.*$dead/, "cannot connect: says why ($out)");
 	unlike($out, qr/sekrit/, 'cannot connect: the password is not shown');
-	($rc, $out) = check('-h', '127.0.0.1', '-p', $dead, '--timeout', '2s', 'health');
+	($rc, $out) = RRTest::check_command('-h', '127.0.0.1', '-p', $dead, '--timeout', '2s', 'health');
 	is($rc, 3, "cannot connect with -h -p: exit 3 ($out)");
-	($rc, $out) = check('-d', 'host=127.0.0.1 password sekrit-pw', 'lag');
+	($rc, $out) = RRTest::check_command('-d', 'host=127.0.0.1 password sekrit-pw', 'lag');
 	is($rc, 3, 'unparseable connection string: exit 3');
 	unlike($out, qr/sekrit/, "unparseable connection string: the password is not shown ($out)");
 
-	$P->q('CREATE DATABASE noext');
-	($rc, $out) = check('-d', $primary->connstr('noext'), 'pools');
+	$rr->q('CREATE DATABASE noext');
+	($rc, $out) = RRTest::check_command('-d', $primary->connstr('noext'), 'pools');
 	is($rc, 3, 'extension missing: exit 3');
 	like($out, qr/^REPLICA_ROUTER POOLS UNKNOWN - the extension replica_router is not installed in database "noext"/,
 		"extension missing: says so ($out)");
@@ -648,12 +474,12 @@ check_is(['health'], 2, qr/^REPLICA_ROUTER HEALTH CRITICAL - .*slot s2 critical.
 		[ [ 'lag', 'slots' ], qr/unexpected argument "slots" after the command lag/ ])
 	{
 		my ($args, $why) = @$bad;
-		($rc, $out) = check_primary(@$args);
+		($rc, $out) = $rr->check(@$args);
 		is($rc, 3, "check @$args: exit 3");
 		like($out, qr/^REPLICA_ROUTER (\w+ )?UNKNOWN - .*$why/, "check @$args: says why ($out)");
 	}
 	my $err;
-	($rc, $out, $err) = check('--help');
+	($rc, $out, $err) = RRTest::check_command('--help');
 	is($rc, 0, '--help exits 0');
 	like($out, qr/^Usage:\n  replica_router_check \[connection options\] COMMAND \[--warning X\] \[--critical Y\]$/m,
 		'--help prints the usage');
@@ -664,17 +490,16 @@ check_is(['health'], 2, qr/^REPLICA_ROUTER HEALTH CRITICAL - .*slot s2 critical.
 # Clean-up and logs
 ###############################################################################
 # pgbouncer goes away: s1's pool state warns.
-$bouncer->signal('INT');
-$bouncer->finish;
-ok( defined wait_for(10,
+$bouncer->stop;
+ok( defined $rr->wait_for(10,
 		"SELECT NOT pgbouncer_ok AND pgbouncer_error IS NOT NULL AND severity = 'warning'"
 		  . " FROM replica_router.pool_state WHERE node = 's1'"),
 	'pool_state: s1\'s pgbouncer unreachable (pgbouncer_ok false, error set), severity warning');
 note('pgbouncer_pools rows of s1 with its pgbouncer down: '
-	  . $P->q("SELECT count(*) FROM replica_router.pgbouncer_pools WHERE node = 's1'"));
+	  . $rr->q("SELECT count(*) FROM replica_router.pgbouncer_pools WHERE node = 's1'"));
 # The error is the refused reconnect, or the drop of a SHOW POOLS that was in flight.
 check_is(['pools'], 1, qr/^REPLICA_ROUTER POOLS WARNING - s1 pgbouncer unreachable \(\S/ , 'pgbouncer stopped');
-$P->close;
+$rr->finish;
 {
 	my $log = slurp_file($primary->logfile);
 	my @bad = grep { /terminated by signal|PANIC:|TRAP:|replica_router worker: .* failed/ } split /\n/, $log;

@@ -1,30 +1,88 @@
-# Shared set-up and helpers for the replica_router multi-node TAP tests.
+# Shared set-up and helpers for the replica_router multi-node TAP tests
+# (every test/tap/*.pl uses it).
 #
 # RRTest->new builds a primary with the extension preloaded (fast poll
 # settings) and streaming standbys registered as replicas, and keeps one
 # psql session open on the primary for the many small queries the tests make
 # (no psql start-up per check, so waits can poll every few milliseconds).
 # Waits are deadline-bounded polls; nothing here sleeps to synchronise.
+#
+# Also here: RRTest::Session (a psql kept open on a node or any connection
+# string), RRTest::PgBouncer (a pgbouncer on 127.0.0.1 for a test), tool()
+# and run_tool() for the client programs, and track() for processes a test
+# starts, which are stopped at exit whatever happens.
 package RRTest;
 
 use strict;
 use warnings;
 
+use File::Basename qw(dirname);
+use File::Spec;
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
 
-our @EXPORT_OK = qw(wait_until);
+our @EXPORT_OK = qw(wait_until tool run_tool track);
 use Exporter 'import';
 
+# The source tree (test/tap/../..), for the client programs built in it.
+my $root = File::Spec->rel2abs(dirname(__FILE__) . '/../..');
+
 # Processes stopped with SIGSTOP by a test: continued at exit whatever
-# happens, so the clusters can be torn down.
+# happens, so the clusters can be torn down. Processes started by a test
+# (track()) are killed at exit. This END block runs before the one of
+# PostgreSQL::Test::Cluster (loaded first), which stops the clusters.
 my %stopped;
+my @tracked;
 
 END
 {
+	local $?;    # keep the test's exit status
 	kill 'CONT', keys %stopped if %stopped;
+	for my $h (@tracked)
+	{
+		eval { $h->kill_kill if $h->pumpable; };
+	}
+}
+
+# Registers an IPC::Run harness to be killed at exit if it still runs;
+# returns it.
+sub track
+{
+	my ($h) = @_;
+	push @tracked, $h;
+	return $h;
+}
+
+# A client program (replica_router_check, replica_router_follower): the one
+# built in this tree (make), else the installed one (PATH).
+sub tool
+{
+	my ($name) = @_;
+	my $built = "$root/tools/$name";
+	return -x $built ? $built : $name;
+}
+
+# Runs a command (60 s at most); returns (exit code, stdout, stderr).
+sub run_tool
+{
+	my (@cmd) = @_;
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(\@cmd, '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	$h->finish;
+	return ($h->result(0), $out, $err);
+}
+
+# Runs replica_router_check with @args; returns (exit code, its status line
+# without the newline, stderr).
+sub check_command
+{
+	my (@args) = @_;
+	my ($rc, $out, $err) = run_tool(tool('replica_router_check'), @args);
+	chomp $out;
+	return ($rc, $out, $err);
 }
 
 # Calls $check until it returns true, at most $seconds. Returns the time it
@@ -54,7 +112,10 @@ max_wal_senders = 10
 wal_keep_size = '64MB'
 };
 
-# new(standbys => [names], conf => extra postgresql.conf lines, register => 1)
+# new(standbys => [names], conf => extra postgresql.conf lines (after the
+# defaults above, so they may override them), register => 1 (add_replica and
+# wait until healthy), slots => 0 (1: each standby streams from a physical
+# replication slot named after it))
 sub new
 {
 	my ($class, %args) = @_;
@@ -74,7 +135,7 @@ sub new
 
 	for my $name (@{ $args{standbys} // [] })
 	{
-		$self->add_standby($name);
+		$self->add_standby($name, slot => $args{slots});
 	}
 	$self->{session} = RRTest::Session->new($primary);
 
@@ -94,23 +155,30 @@ sub new
 sub primary { return $_[0]->{primary}; }
 sub standby { return $_[0]->{standbys}{ $_[1] }; }
 
-# A new streaming standby of the primary, from the base backup; started, not registered.
+# A new streaming standby of the primary, from the base backup; started, not
+# registered. slot => 1: on a physical replication slot named after it.
 sub add_standby
 {
-	my ($self, $name) = @_;
+	my ($self, $name, %opt) = @_;
 	my $s = PostgreSQL::Test::Cluster->new($name);
 	$s->init_from_backup($self->{primary}, 'base', has_streaming => 1);
+	if ($opt{slot})
+	{
+		$self->{primary}->safe_psql('postgres', "SELECT pg_create_physical_replication_slot('$name')");
+		$s->append_conf('postgresql.conf', "primary_slot_name = '$name'\n");
+	}
 	$s->start;
 	$self->{standbys}{$name} = $s;
 	push @{ $self->{order} }, $name;
 	return $s;
 }
 
-# The libpq connection string the worker uses for a node.
+# The libpq connection string the worker uses for a node: over its socket
+# directory, or over TCP to $host (e.g. 127.0.0.1) when given.
 sub conninfo
 {
-	my ($self, $node) = @_;
-	return sprintf('host=%s port=%d dbname=postgres user=%s', $node->host, $node->port, $self->{user});
+	my ($self, $node, $host) = @_;
+	return sprintf('host=%s port=%d dbname=postgres user=%s', $host // $node->host, $node->port, $self->{user});
 }
 
 # Registers standby $name (or any node given as $node) under $name.
@@ -157,6 +225,31 @@ sub wait_state
 		"SELECT state FROM replica_router.status WHERE node = '$node'", $state);
 }
 
+# The registered replicas and their states: "s1=healthy,s2=down" (by name).
+sub states
+{
+	my ($self) = @_;
+	return $self->q("SELECT coalesce(string_agg(node || '=' || state, ',' ORDER BY node), '')"
+		  . " FROM replica_router.status WHERE role = 'replica'");
+}
+
+# The worker's pid ('' when none runs).
+sub worker_pid
+{
+	my ($self) = @_;
+	return $self->q('SELECT pid FROM replica_router.worker_status()');
+}
+
+# Waits (at most $seconds, default 10) until the worker has started $n more
+# rounds than now; returns the time it took, or undef.
+sub wait_rounds
+{
+	my ($self, $n, $seconds) = @_;
+	my $rounds = $self->q('SELECT rounds FROM replica_router.worker_status()');
+	return $self->wait_for($seconds // 10,
+		'SELECT rounds >= ' . ($rounds + $n) . ' FROM replica_router.worker_status()');
+}
+
 # $n calls of recommend($op) in one round trip; returns the list of "node|role|reason".
 sub recommend_many
 {
@@ -165,6 +258,30 @@ sub recommend_many
 	my $sql = join "\n",
 	  ("SELECT node || '|' || role || '|' || reason FROM replica_router.recommend('$op');") x $n;
 	return split /\n/, $self->q($sql);
+}
+
+# $n calls of recommend($op): how many named each node, { node => count }.
+sub read_counts
+{
+	my ($self, $n, $op) = @_;
+	my %count;
+	$count{ (split /\|/)[0] }++ for $self->recommend_many($n, $op);
+	return \%count;
+}
+
+# "a=N,b=M" for the nodes named, from read_counts() (0 for a node not named).
+sub split_of
+{
+	my ($count, @nodes) = @_;
+	return join(',', map { "$_=" . ($count->{$_} // 0) } @nodes);
+}
+
+# Runs replica_router_check against the primary's database 'postgres':
+# returns (exit code, status line, stderr).
+sub check
+{
+	my ($self, @args) = @_;
+	return check_command('-d', $self->{primary}->connstr('postgres'), @args);
 }
 
 # Changes settings with ALTER SYSTEM and reloads; waits until this session
@@ -237,9 +354,19 @@ sub finish
 	delete $self->{session};
 }
 
-# A psql process kept open on a node, fed one query at a time. Unlike
-# BackgroundPsql it logs nothing per query (the tests poll a lot) and applies
-# its timeout per query.
+# A new session on the primary (after finish(), e.g. across a restart).
+sub reopen
+{
+	my ($self) = @_;
+	$self->finish;
+	$self->{session} = RRTest::Session->new($self->{primary});
+	return $self;
+}
+
+# A psql process kept open on a node (database postgres) or on any
+# connection string (e.g. through a pgbouncer), fed one query at a time.
+# Unlike BackgroundPsql it logs nothing per query (the tests poll a lot) and
+# applies its timeout per query. Killed at exit if still open.
 package RRTest::Session;
 
 use strict;
@@ -249,12 +376,14 @@ use IPC::Run;
 sub new
 {
 	my ($class, $node) = @_;
+	my $connstr = ref $node ? $node->connstr('postgres') : $node;
 	my $self = bless { in => '', out => '', err => '', n => 0 }, $class;
 	$self->{timer} = IPC::Run::timeout($PostgreSQL::Test::Utils::timeout_default);
-	$self->{run} = IPC::Run::start(
-		[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=0', '-d', $node->connstr('postgres'), '-f', '-' ],
-		'<', \$self->{in}, '>', \$self->{out}, '2>', \$self->{err}, $self->{timer});
-	$self->run('SELECT 1');
+	$self->{run} = RRTest::track(IPC::Run::start(
+		[ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=0', '-d', $connstr, '-f', '-' ],
+		'<', \$self->{in}, '>', \$self->{out}, '2>', \$self->{err}, $self->{timer}));
+	my ($out, $err) = $self->run('SELECT 1');
+	die "psql session on [$connstr] failed: $err" if $out ne '1';
 	return $self;
 }
 
@@ -274,10 +403,132 @@ sub run
 	return ($out, $err);
 }
 
+# Like RRTest::q: dies on an error, returns stdout.
+sub q
+{
+	my ($self, $sql) = @_;
+	my ($out, $err) = $self->run($sql);
+	die "query failed: $err\nquery: $sql" if $err ne '';
+	return $out;
+}
+
 sub close
 {
 	my ($self) = @_;
 	$self->{in} .= "\\q\n";
+	$self->{run}->finish;
+}
+
+# A pgbouncer on 127.0.0.1 (a free port, no Unix socket, trust, the OS user
+# as admin), its files in a temporary directory; started at once, killed at
+# exit if still running.
+#
+#   RRTest::PgBouncer->new(
+#       databases => [ alias => 'host=... port=... dbname=...', ... ],
+#       settings  => { pool_mode => 'transaction', ... },   # [pgbouncer] lines
+#       include   => $file)                                 # %include last
+#
+# $b->port, ->admin (its console), ->connstr($alias), ->dir, ->ini, ->logfile;
+# ->wait_up($seconds) (the console answers SHOW VERSION: the time it took, or
+# undef); ->write_ini(settings => {...}) rewrites its file (e.g. before a
+# RELOAD); ->stop (SIGINT, waits for the exit).
+package RRTest::PgBouncer;
+
+use strict;
+use warnings;
+use IPC::Run;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+
+our $binary = '/usr/sbin/pgbouncer';
+
+sub available { return -x $binary; }
+
+sub new
+{
+	my ($class, %o) = @_;
+	my $self = bless {
+		dir => PostgreSQL::Test::Utils::tempdir('pgbouncer'),
+		port => PostgreSQL::Test::Cluster::get_free_port(),
+		user => scalar getpwuid($<),
+		databases => $o{databases} // [],
+		settings => $o{settings} // {},
+		include => $o{include},
+		out => '',
+		err => '',
+	}, $class;
+	open my $fh, '>', "$self->{dir}/userlist.txt" or die $!;
+	print $fh qq{"$self->{user}" ""\n};
+	close $fh;
+	$self->write_ini;
+	$self->{run} = RRTest::track(IPC::Run::start([ $binary, $self->ini ],
+		'<', \undef, '>', \$self->{out}, '2>', \$self->{err}));
+	return $self;
+}
+
+sub port { return $_[0]->{port}; }
+sub dir { return $_[0]->{dir}; }
+sub ini { return "$_[0]->{dir}/pgbouncer.ini"; }
+sub logfile { return "$_[0]->{dir}/pgbouncer.log"; }
+sub connstr { return "host=127.0.0.1 port=$_[0]->{port} dbname=$_[1] user=$_[0]->{user}"; }
+sub admin { return $_[0]->connstr('pgbouncer'); }
+
+# Writes the configuration file: the settings given to new(), or these.
+sub write_ini
+{
+	my ($self, %o) = @_;
+	my %set = (
+		listen_addr => '127.0.0.1',
+		listen_port => $self->{port},
+		unix_socket_dir => '',
+		auth_type => 'trust',
+		auth_file => "$self->{dir}/userlist.txt",
+		admin_users => $self->{user},
+		logfile => $self->logfile,
+		pidfile => "$self->{dir}/pgbouncer.pid");
+	my @keys = qw(listen_addr listen_port unix_socket_dir auth_type auth_file admin_users logfile pidfile);
+	my $settings = $o{settings} // $self->{settings};
+	for my $k (sort keys %$settings)
+	{
+		push @keys, $k unless exists $set{$k};
+		$set{$k} = $settings->{$k};
+	}
+	my $text = '';
+	my @db = @{ $self->{databases} };
+	if (@db)
+	{
+		$text .= "[databases]\n";
+		while (my ($alias, $conninfo) = splice(@db, 0, 2))
+		{
+			$text .= "$alias = $conninfo\n";
+		}
+		$text .= "\n";
+	}
+	$text .= "[pgbouncer]\n" . join('', map { "$_ = $set{$_}\n" } @keys);
+	$text .= "%include $self->{include}\n" if defined $self->{include};
+	open my $fh, '>', $self->ini or die $!;
+	print $fh $text;
+	close $fh;
+}
+
+sub wait_up
+{
+	my ($self, $seconds) = @_;
+	my $admin = $self->admin . ' connect_timeout=2';
+	return RRTest::wait_until(
+		$seconds,
+		sub {
+			my ($rc, $out) = RRTest::run_tool('psql', '-XAtq', '-d', $admin, '-c', 'SHOW VERSION');
+			return $out =~ /PgBouncer/;
+		},
+		0.05);
+}
+
+sub stop
+{
+	my ($self) = @_;
+	return unless $self->{run} && $self->{run}->pumpable;
+	$self->{run}->signal('INT');
 	$self->{run}->finish;
 }
 

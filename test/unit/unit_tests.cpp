@@ -4,7 +4,11 @@
 #include "conninfo.hpp"
 #include "lag.hpp"
 #include "routing.hpp"
+#include "relay.hpp"
 #include "state_machine.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -449,6 +453,37 @@ void security_tests()
     CHECK(std::string(buf) == "a?b");
 }
 
+// The relay between libpq's descriptor and the peer: bytes pass both ways,
+// the peer's only up to the limit (plus the one read ahead that shows it).
+void relay_tests()
+{
+    int pair[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, pair) == 0);
+    int peer = pair[0], libpq_fd = pair[1];
+    Relay r;
+    CHECK(r.install(libpq_fd));
+    CHECK(r.active() && r.peer_fd() != libpq_fd);
+    char buf[256];
+    std::memset(buf, 'x', sizeof buf);
+    CHECK(write(peer, buf, 100) == 100);
+    bool eof = false;
+    CHECK(r.pull(50, &eof) && !eof);
+    CHECK(r.received() == 51);
+    CHECK(read(libpq_fd, buf, sizeof buf) == 51);
+    CHECK(r.pull(50, &eof) && r.received() == 51);  // nothing more past the limit
+    CHECK(r.pull(1000, &eof) && r.received() == 100);
+    CHECK(read(libpq_fd, buf, sizeof buf) == 49);
+    CHECK(write(libpq_fd, "query", 5) == 5);
+    bool blocked = true;
+    CHECK(r.push(&blocked) && !blocked);
+    CHECK(read(peer, buf, sizeof buf) == 5 && std::memcmp(buf, "query", 5) == 0);
+    close(peer);
+    CHECK(r.pull(1000, &eof) && eof);
+    CHECK(read(libpq_fd, buf, sizeof buf) == 0);  // libpq sees the end too
+    r.close();
+    close(libpq_fd);
+}
+
 int main()
 {
     lag_tests();
@@ -459,6 +494,7 @@ int main()
     balancing_tests();
     conninfo_tests();
     security_tests();
+    relay_tests();
     std::printf("unit: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
