@@ -312,19 +312,16 @@ CREATE FUNCTION replica_router._conninfo_value(value text) RETURNS text
                 ELSE value END
 $$;
 
+-- connection_string() in C, from shared memory like recommend() and
+-- candidates() (the same ranking; values quoted as _conninfo_value() does).
+-- Replacing the SQL function keeps its grants and comment; having no SET
+-- clause, it also no longer runs with a search_path of its own (it resolves
+-- nothing by name).
 CREATE OR REPLACE FUNCTION replica_router.connection_string(
     operation text DEFAULT 'read', max_lag interval DEFAULT NULL, min_lsn pg_lsn DEFAULT NULL,
     zone text DEFAULT NULL)
 RETURNS text
-LANGUAGE sql VOLATILE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp AS $$
-    SELECT CASE WHEN count(*) > 0 THEN
-               format('host=%s port=%s',
-                      replica_router._conninfo_value(string_agg(c.host, ',' ORDER BY c.rank)),
-                      replica_router._conninfo_value(string_agg(c.port::text, ',' ORDER BY c.rank)))
-           END
-      FROM replica_router.candidates(operation, max_lag, min_lsn, zone) c
-     WHERE c.rank IS NOT NULL
-$$;
+LANGUAGE c VOLATILE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'replica_router_connection_string';
 
 ------------------------------------------------------------------------------
 -- The replica states, from the library's one table: the lag view (and so

@@ -306,4 +306,35 @@ Endpoint conninfo_endpoint(const std::string &conninfo)
     return ep;
 }
 
+HostList conninfo_hosts(const std::string &conninfo)
+{
+    HostList hl;
+    Options opts = parse(conninfo, nullptr);
+    if (!opts)
+        return hl;
+    const char *host = value(opts.get(), "host");
+    const char *hostaddr = value(opts.get(), "hostaddr");
+    const char *port = value(opts.get(), "port");
+    if (port != nullptr)
+        hl.ports = split_commas(port);
+    if (host == nullptr)
+        return hl;  // hostaddr alone, or libpq's default socket: nothing to resolve
+    hl.hosts = split_commas(host);
+    std::vector<std::string> addrs = hostaddr != nullptr ? split_commas(hostaddr) : std::vector<std::string>{};
+    // A hostaddr list that does not match the hosts is libpq's to refuse.
+    if (hostaddr != nullptr && addrs.size() != hl.hosts.size())
+        return hl;
+    hl.hostaddrs.resize(hl.hosts.size());
+    hl.needs_dns.resize(hl.hosts.size(), false);
+    for (std::size_t i = 0; i < hl.hosts.size(); ++i) {
+        const std::string &h = hl.hosts[i];
+        if (i < addrs.size())
+            hl.hostaddrs[i] = addrs[i];
+        bool dns = hl.hostaddrs[i].empty() && !h.empty() && h[0] != '/' && h[0] != '@' && !is_numeric_address(h);
+        hl.needs_dns[i] = dns;
+        hl.any_dns = hl.any_dns || dns;
+    }
+    return hl;
+}
+
 } // namespace rr

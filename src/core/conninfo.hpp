@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 namespace rr {
 
@@ -49,5 +50,20 @@ struct Endpoint {
 };
 
 Endpoint conninfo_endpoint(const std::string &conninfo);
+
+// Every host of a connection string, in order, and which of them libpq would
+// resolve itself (blocking: it calls getaddrinfo synchronously). A host needs
+// DNS when it is a name (not a numeric address, not a socket directory, not
+// empty) and its entry of `hostaddr` is empty or absent. The caller resolves
+// those and passes hostaddr with one entry per host (libpq matches the lists
+// by position).
+struct HostList {
+    std::vector<std::string> hosts;      // host=, split at commas; empty when absent
+    std::vector<std::string> hostaddrs;  // hostaddr=, one entry per host ("" = none)
+    std::vector<std::string> ports;      // port=, split at commas; empty when absent
+    std::vector<bool> needs_dns;         // per host
+    bool any_dns = false;
+};
+HostList conninfo_hosts(const std::string &conninfo);
 
 } // namespace rr

@@ -1,6 +1,7 @@
 #include "poller.hpp"
 
 #include "conninfo.hpp"
+#include "dns_notify.hpp"
 #include "sockbytes.hpp"
 
 #include <cerrno>
@@ -8,6 +9,7 @@
 #include <libpq-fe.h>
 #include <netdb.h>
 #include <arpa/inet.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cinttypes>
@@ -58,7 +60,9 @@ constexpr const char *kPollQuery =
     " LEFT JOIN (SELECT * FROM pg_catalog.pg_stat_get_wal_receiver() WHERE pid IS NOT NULL) w ON true";
 
 constexpr Micros kUnixToPgEpoch = 946'684'800LL * 1'000'000LL;
-constexpr Micros kDnsRecheck = 10'000; // how often to look at a pending lookup
+// How often to look at a pending lookup when dns_notify has no fd (otherwise
+// the lookup's completion wakes the worker, and only the deadline applies).
+constexpr Micros kDnsRecheck = 10'000;
 
 // What a peer may make the worker buffer. A poll's reply is a few hundred
 // bytes and SHOW POOLS about a hundred a pool; nothing is expected on an
@@ -82,6 +86,17 @@ Lsn parse_lsn(const char *s)
 }
 
 // libpq's messages end in newlines and may span lines; keep the first line.
+// Source of socket_generation(): unique across pollers.
+uint64_t g_socket_generation = 0;
+
+std::string join(const std::vector<std::string> &parts)
+{
+    std::string out;
+    for (std::size_t i = 0; i < parts.size(); ++i)
+        out += (i == 0 ? "" : ",") + parts[i];
+    return out;
+}
+
 std::string first_line(const char *msg)
 {
     std::string s = msg != nullptr ? msg : "";
@@ -95,23 +110,51 @@ std::string first_line(const char *msg)
 
 } // namespace
 
-// An in-flight getaddrinfo_a() request. glibc writes into it from its helper
-// thread until the request completes, so a request that could not be
-// cancelled is parked until it finishes and only then freed.
+// The in-flight getaddrinfo_a() requests of one connection string: one per
+// host name libpq would otherwise resolve itself, started together. glibc
+// writes into them from its helper threads until each completes, so a set
+// with a request that could not be cancelled is parked until it finishes and
+// only then freed.
 struct Poller::Resolution {
-    std::string host;
-    struct addrinfo hints {};
-    struct gaicb cb {};
-    Resolution(std::string h) : host(std::move(h))
+    struct Entry {
+        std::string host;
+        std::size_t index = 0;  // position in hosts.hosts
+        struct addrinfo hints {};
+        struct gaicb cb {};
+    };
+    HostList hosts;
+    std::unique_ptr<Entry[]> entries;  // never moves: glibc holds &cb
+    std::size_t count = 0;
+    explicit Resolution(HostList hl) : hosts(std::move(hl))
     {
-        hints.ai_socktype = SOCK_STREAM;
-        cb.ar_name = host.c_str();
-        cb.ar_request = &hints;
+        std::size_t n = 0;
+        for (bool dns : hosts.needs_dns)
+            n += dns ? 1 : 0;
+        entries = std::make_unique<Entry[]>(n);
+        for (std::size_t i = 0; i < hosts.hosts.size(); ++i) {
+            if (!hosts.needs_dns[i])
+                continue;
+            Entry &e = entries[count++];
+            e.host = hosts.hosts[i];
+            e.index = i;
+            e.hints.ai_socktype = SOCK_STREAM;
+            e.cb.ar_name = e.host.c_str();
+            e.cb.ar_request = &e.hints;
+        }
     }
     ~Resolution()
     {
-        if (cb.ar_result != nullptr)
-            freeaddrinfo(cb.ar_result);
+        for (std::size_t i = 0; i < count; ++i)
+            if (entries[i].cb.ar_result != nullptr)
+                freeaddrinfo(entries[i].cb.ar_result);
+    }
+    // The first request still in flight, or nullptr.
+    const Entry *pending()
+    {
+        for (std::size_t i = 0; i < count; ++i)
+            if (gai_error(&entries[i].cb) == EAI_INPROGRESS)
+                return &entries[i];
+        return nullptr;
     }
 };
 
@@ -127,7 +170,11 @@ void Poller::cancel_resolution() noexcept
 {
     if (!dns_)
         return;
-    if (gai_error(&dns_->cb) == EAI_INPROGRESS && gai_cancel(&dns_->cb) != EAI_CANCELED) {
+    bool running = false;
+    for (std::size_t i = 0; i < dns_->count; ++i)
+        if (gai_error(&dns_->entries[i].cb) == EAI_INPROGRESS && gai_cancel(&dns_->entries[i].cb) != EAI_CANCELED)
+            running = true;
+    if (running) {
         try {
             parked().push_back(dns_.release());
         } catch (...) {
@@ -139,7 +186,7 @@ void Poller::cancel_resolution() noexcept
     auto &list = parked();
     for (auto it = list.begin(); it != list.end();) {
         auto *r = static_cast<Resolution *>(*it);
-        if (gai_error(&r->cb) != EAI_INPROGRESS) {
+        if (r->pending() == nullptr) {
             delete r;
             it = list.erase(it);
         } else {
@@ -164,7 +211,7 @@ void Poller::disconnect() noexcept
         PQfinish(conn_);
         conn_ = nullptr;
     }
-    relay_.close();
+    relay_.finish();
     if (relay_fds_held_ && fds_.release != nullptr) {
         fds_.release();
         fds_.release();
@@ -176,6 +223,33 @@ void Poller::disconnect() noexcept
     phase_ = Phase::idle;
     wants_ = Wants::nothing;
     deadline_ = 0;
+    hostaddr_.clear();
+    host_.clear();
+    port_.clear();
+    note_socket();
+}
+
+// Moves socket_generation() on when the socket changed identity since last
+// seen. While connecting libpq may close its socket and open another (the
+// next address or host, another sslmode), possibly under the same number:
+// then the inode tells. Afterwards only the number can change (the relay).
+void Poller::note_socket() noexcept
+{
+    int fd = conn_ == nullptr ? -1 : relay_.active() ? relay_.peer_fd() : PQsocket(conn_);
+    if (fd == sock_fd_ && (fd < 0 || phase_ != Phase::connecting))
+        return;
+    unsigned long dev = 0, ino = 0;
+    struct stat st {};
+    if (fd >= 0 && ::fstat(fd, &st) == 0) {
+        dev = st.st_dev;
+        ino = st.st_ino;
+    }
+    if (fd == sock_fd_ && dev == sock_dev_ && ino == sock_ino_)
+        return;
+    sock_fd_ = fd;
+    sock_dev_ = dev;
+    sock_ino_ = ino;
+    sock_gen_ = ++g_socket_generation;
 }
 
 bool Poller::busy() const noexcept
@@ -194,6 +268,13 @@ Wants Poller::wants() const noexcept { return socket() >= 0 ? wants_ : Wants::no
 
 bool Poller::start(Micros now, const PollSettings &s)
 {
+    bool done = start_poll(now, s);
+    note_socket();
+    return done;
+}
+
+bool Poller::start_poll(Micros now, const PollSettings &s)
+{
     if (busy())
         return false;
     settings_ = s;
@@ -207,23 +288,33 @@ bool Poller::start(Micros now, const PollSettings &s)
             return fail("not connecting: " + c.error);
     }
     connect_deadline_ = now + s.connect_timeout;
-    Endpoint ep = conninfo_endpoint(conninfo_);
-    if (!ep.needs_dns)
-        return begin_connect(now, nullptr);
+    hostaddr_.clear();
+    host_.clear();
+    port_.clear();
+    // Host names (one or a list) are resolved here, asynchronously; libpq
+    // then gets their addresses as hostaddr and never calls getaddrinfo on a
+    // name itself, which would block the worker.
+    HostList hl = conninfo_hosts(conninfo_);
+    if (!hl.any_dns)
+        return begin_connect(now);
 
-    dns_ = std::make_unique<Resolution>(ep.host);
-    struct gaicb *list[1] = {&dns_->cb};
-    if (getaddrinfo_a(GAI_NOWAIT, list, 1, nullptr) != 0) {
-        dns_.reset();
-        return fail("could not start resolving host name \"" + ep.host + "\"");
+    dns_ = std::make_unique<Resolution>(std::move(hl));
+    std::vector<struct gaicb *> list;
+    for (std::size_t i = 0; i < dns_->count; ++i)
+        list.push_back(&dns_->entries[i].cb);
+    // One notification when every request of the list has completed.
+    if (getaddrinfo_a(GAI_NOWAIT, list.data(), static_cast<int>(list.size()), dns_notify::event()) != 0) {
+        std::string host = dns_->entries[0].host;
+        cancel_resolution();  // some may have been queued
+        return fail("could not start resolving host name \"" + host + "\"");
     }
     phase_ = Phase::resolving;
     wants_ = Wants::nothing;
-    deadline_ = std::min(connect_deadline_, now + kDnsRecheck);
+    deadline_ = dns_notify::fd() >= 0 ? connect_deadline_ : std::min(connect_deadline_, now + kDnsRecheck);
     return false;
 }
 
-bool Poller::begin_connect(Micros now, const char *hostaddr)
+bool Poller::begin_connect(Micros now)
 {
     (void) now;
     if (fds_.acquire != nullptr && !fds_.acquire())
@@ -236,14 +327,18 @@ bool Poller::begin_connect(Micros now, const char *hostaddr)
     // Entries before dbname are defaults the registered conninfo may override;
     // hostaddr comes after it so our own resolution wins. pgbouncer's admin
     // console refuses the "options" startup parameter.
-    const char *keys[10], *vals[10];
+    const char *keys[12], *vals[12];
     int k = 0;
     keys[k] = "application_name", vals[k++] = "replica_router";
     if (probe_ == Probe::replica)
         keys[k] = "options", vals[k++] = timeout_opt;
     keys[k] = "dbname", vals[k++] = conninfo_.c_str();
-    if (hostaddr != nullptr)
-        keys[k] = "hostaddr", vals[k++] = hostaddr;
+    if (!host_.empty())
+        keys[k] = "host", vals[k++] = host_.c_str();
+    if (!port_.empty())
+        keys[k] = "port", vals[k++] = port_.c_str();
+    if (!hostaddr_.empty())
+        keys[k] = "hostaddr", vals[k++] = hostaddr_.c_str();
     if (!trusted_) {
         keys[k] = "sslcert", vals[k++] = kNoFile;
         keys[k] = "sslkey", vals[k++] = kNoFile;
@@ -363,6 +458,13 @@ std::string Poller::over_cap(int64_t cap) const
 
 bool Poller::advance(Micros now)
 {
+    bool done = step(now);
+    note_socket();
+    return done;
+}
+
+bool Poller::step(Micros now)
+{
     switch (phase_) {
     case Phase::idle:
         return false;
@@ -380,24 +482,57 @@ bool Poller::advance(Micros now)
 
 bool Poller::step_resolve(Micros now)
 {
-    int rc = gai_error(&dns_->cb);
-    if (rc == EAI_INPROGRESS) {
+    if (const auto *e = dns_->pending()) {
         if (now >= connect_deadline_)
-            return fail("timeout resolving host name \"" + dns_->host + "\"");
-        deadline_ = std::min(connect_deadline_, now + kDnsRecheck);
+            return fail("timeout resolving host name \"" + e->host + "\"");
+        deadline_ = dns_notify::fd() >= 0 ? connect_deadline_ : std::min(connect_deadline_, now + kDnsRecheck);
         return false;
     }
-    if (rc != 0 || dns_->cb.ar_result == nullptr)
-        return fail("could not resolve host name \"" + dns_->host + "\": " + gai_strerror(rc));
-
-    char addr[INET6_ADDRSTRLEN] = "";
-    const struct addrinfo *ai = dns_->cb.ar_result;
-    const void *raw = ai->ai_family == AF_INET6
-                          ? static_cast<const void *>(&reinterpret_cast<const sockaddr_in6 *>(ai->ai_addr)->sin6_addr)
-                          : static_cast<const void *>(&reinterpret_cast<const sockaddr_in *>(ai->ai_addr)->sin_addr);
-    inet_ntop(ai->ai_family, raw, addr, sizeof addr);
+    // Every lookup has finished. A host that did not resolve is left out,
+    // as libpq skips a host it cannot resolve; none left is a failure.
+    const HostList &hl = dns_->hosts;
+    std::vector<std::string> addrs = hl.hostaddrs;
+    std::vector<bool> keep(hl.hosts.size(), true);
+    std::string first_error;
+    for (std::size_t i = 0; i < dns_->count; ++i) {
+        auto &e = dns_->entries[i];
+        int rc = gai_error(&e.cb);
+        if (rc != 0 || e.cb.ar_result == nullptr) {
+            keep[e.index] = false;
+            if (first_error.empty())
+                first_error = "could not resolve host name \"" + e.host + "\": " + gai_strerror(rc);
+            continue;
+        }
+        char addr[INET6_ADDRSTRLEN] = "";
+        const struct addrinfo *ai = e.cb.ar_result;
+        const void *raw = ai->ai_family == AF_INET6
+                              ? static_cast<const void *>(&reinterpret_cast<const sockaddr_in6 *>(ai->ai_addr)->sin6_addr)
+                              : static_cast<const void *>(&reinterpret_cast<const sockaddr_in *>(ai->ai_addr)->sin_addr);
+        inet_ntop(ai->ai_family, raw, addr, sizeof addr);
+        addrs[e.index] = addr;
+    }
+    std::size_t kept = static_cast<std::size_t>(std::count(keep.begin(), keep.end(), true));
+    if (kept == 0)
+        return fail(first_error);
+    if (kept == keep.size()) {
+        hostaddr_ = join(addrs);
+    } else {
+        std::vector<std::string> hosts, ports, kept_addrs;
+        bool per_host_ports = hl.ports.size() > 1 && hl.ports.size() == hl.hosts.size();
+        for (std::size_t i = 0; i < keep.size(); ++i) {
+            if (!keep[i])
+                continue;
+            hosts.push_back(hl.hosts[i]);
+            kept_addrs.push_back(addrs[i]);
+            if (per_host_ports)
+                ports.push_back(hl.ports[i]);
+        }
+        host_ = join(hosts);
+        hostaddr_ = join(kept_addrs);
+        port_ = join(ports);
+    }
     dns_.reset();
-    return begin_connect(now, addr);
+    return begin_connect(now);
 }
 
 // The relay goes in once libpq has sent its first packet on a connected

@@ -83,6 +83,15 @@ public:
     int socket() const noexcept;
     Wants wants() const noexcept;
     Micros deadline() const noexcept { return deadline_; }
+    // Changes whenever the socket the poller holds changes identity (a new
+    // connection, the relay taking over, libpq moving to another address or
+    // host, a disconnect), even when the descriptor number is reused. Unique
+    // across pollers. A waiter that registered the socket under an older
+    // generation must register it anew (epoll keys a registration by number
+    // and open file: a reused or dup2'd number leaves it stale).
+    uint64_t socket_generation() const noexcept { return sock_gen_; }
+    // A host name lookup is in flight: advance() after dns_notify fires.
+    bool resolving() const noexcept { return phase_ == Phase::resolving; }
 
     // Move on after a socket event or at the deadline. Returns true when a
     // poll finished or an idle connection was lost; the outcome is in result().
@@ -96,7 +105,10 @@ private:
 
     bool fail(std::string why);
     bool lose(std::string why);
-    bool begin_connect(Micros now, const char *hostaddr);
+    bool start_poll(Micros now, const PollSettings &s);
+    bool step(Micros now);
+    void note_socket() noexcept;
+    bool begin_connect(Micros now);
     bool step_resolve(Micros now);
     bool step_connect(Micros now);
     bool step_query(Micros now);
@@ -132,6 +144,13 @@ private:
     Micros connect_deadline_ = 0;
     struct Resolution;
     std::unique_ptr<Resolution> dns_;
+    // Overrides for the connection string once its host names are resolved
+    // (empty: none): hostaddr with one entry per host and, when some hosts
+    // did not resolve, the hosts and ports that remain.
+    std::string hostaddr_, host_, port_;
+    int sock_fd_ = -1;  // the socket socket_generation() describes
+    unsigned long sock_dev_ = 0, sock_ino_ = 0;
+    uint64_t sock_gen_ = 0;
     PollResult result_;
     // The poll being read: results can arrive over several socket events
     // (the row, then ReadyForQuery), so they are gathered here.

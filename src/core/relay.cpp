@@ -62,6 +62,18 @@ bool Relay::serves(int fd) const noexcept
     return active() && fd >= 0 && ::fstat(fd, &st) == 0 && st.st_dev == libpq_dev_ && st.st_ino == libpq_ino_;
 }
 
+void Relay::finish() noexcept
+{
+    if (!active())
+        return;
+    bool blocked = false;
+    (void) push(&blocked);
+    char sink[4096];
+    for (int i = 0; i < 16 && ::recv(peer_, sink, sizeof sink, 0) > 0; ++i) {
+    }
+    close();
+}
+
 void Relay::close() noexcept
 {
     if (peer_ >= 0)

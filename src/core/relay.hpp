@@ -24,6 +24,10 @@ public:
     // `fd` becomes the socketpair's end. False (nothing changed) on failure.
     bool install(int fd) noexcept;
     void close() noexcept;
+    // After PQfinish: passes on libpq's Terminate, reads what the peer had
+    // still sent (a little of it: a close with unread data is a reset the
+    // server logs), and closes.
+    void finish() noexcept;
     bool active() const noexcept { return peer_ >= 0; }
     // Is `fd` still libpq's end of this relay? libpq closes it and opens a
     // new socket when it falls back to another host or sslmode.

@@ -266,6 +266,8 @@ std::size_t rank_replicas(const NodeHint *nodes, std::size_t n, const RouteReque
             in = count;
     }
 
+    if (reason_len == 0)
+        return count;  // the caller wants the order only
     if (count > 0) {
         const char *how = balance_phrase(req.balance);
         if (req.zone == nullptr)

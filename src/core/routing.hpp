@@ -82,7 +82,8 @@ bool qualifies(const NodeHint &h, const RouteRequest &req, char *why, std::size_
 // Orders the qualified replicas, best first, into `order` (capacity n):
 // the preferred zone first, then by the balancing rule; `ticket` rotates
 // round-robin and drives the weighted pick. Returns how many qualified and
-// describes the choice (or, with none, why each replica was left out).
+// describes the choice (or, with none, why each replica was left out);
+// with reason_len 0 it only orders.
 std::size_t rank_replicas(const NodeHint *nodes, std::size_t n, const RouteRequest &req, uint64_t ticket,
                           int *order, char *reason, std::size_t reason_len) noexcept;
 

@@ -1,8 +1,15 @@
-// replica_router.recommend() and candidates(). On the primary they read
-// shared memory under a shared LWLock: no SPI, no table access, no
-// allocation under the lock. On a standby (no worker, empty shared memory)
-// they read the replicated hint tables instead (standby.cpp).
+// replica_router.recommend(), candidates() and connection_string(). On the
+// primary they read shared memory under a shared LWLock: no SPI, no table
+// access, no allocation and nothing that can raise an error under the lock;
+// what they need is copied into a buffer allocated beforehand (or on the
+// stack), and every palloc and text conversion comes after the release. On a
+// standby (no worker, empty shared memory) they read the replicated hint
+// tables instead (standby.cpp).
 #include "pg.hpp"
+
+extern "C" {
+#include "catalog/pg_collation.h"
+}
 
 #include "decide.hpp"
 #include "guard.hpp"
@@ -14,10 +21,28 @@
 #include "standby.hpp"
 
 #include <cstring>
+#include <ctime>
 
 namespace rr {
 
 namespace {
+
+// The time the hints are judged at. Only compared with thresholds of 100 ms
+// and more (stale_after, standby_max_hint_age), so on Linux the coarse clock
+// (a few ms of resolution, read from the vDSO without touching the clock
+// source) is enough; it costs a fraction of GetCurrentTimestamp(), which was
+// a third of recommend()'s own CPU time on a VM.
+Micros judge_time()
+{
+#ifdef CLOCK_REALTIME_COARSE
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME_COARSE, &ts) == 0)
+        return static_cast<Micros>(ts.tv_sec - ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)) *
+                   USECS_PER_SEC +
+               ts.tv_nsec / 1000;
+#endif
+    return GetCurrentTimestamp();
+}
 
 struct Answer {
     char node[kNameLen];
@@ -72,7 +97,7 @@ void parse_args(FunctionCallInfo fcinfo, Args &a)
         copy_str(a.zone, sizeof a.zone, zone);
         a.in.zone = a.zone;
     }
-    a.in.now = GetCurrentTimestamp();
+    a.in.now = judge_time();
     a.in.stale_after = static_cast<Micros>(rr_stale_after_ms) * 1000;
     a.in.default_max_lag = static_cast<Micros>(rr_max_lag_ms) * 1000;
     a.in.default_balance = static_cast<Balance>(rr_balance);
@@ -222,6 +247,49 @@ Datum recommend(FunctionCallInfo fcinfo)
     return answer_datum(fcinfo, a);
 }
 
+// What candidates() and connection_string() start from: the operation's
+// route resolved and, unless every read goes to the primary, the hints.
+// `ready` false on a standby means the hints came from standby_load().
+struct Snapshot {
+    Decision d;
+    bool ready = false;
+    bool fresh = true;
+    char why_not_fresh[256] = "";
+    uint64 ticket = 0;
+};
+
+// On a standby (no worker, nothing in shared memory) or before the worker
+// has published: the decision as candidates() has always made it there.
+// Returns the standby's hints in `sh` (palloc'd) when it loaded them.
+bool snapshot_fallback(Args &args, Snapshot &snap, StandbyHints &sh)
+{
+    if (RecoveryInProgress()) {
+        standby_load(sh, args.in.now);
+        args.in.routes = sh.routes;
+        args.in.nroutes = sh.nroutes;
+        args.in.stale_after = sh.stale_after;
+        snap.fresh = sh.fresh;
+        copy_str(snap.why_not_fresh, sizeof snap.why_not_fresh, sh.why_not_fresh);
+        snap.d = Decision{};
+        resolve_route(args.in, snap.d);
+        return true;
+    }
+    snap.fresh = false;
+    copy_str(snap.why_not_fresh, sizeof snap.why_not_fresh, "the worker has not published hints yet");
+    return false;
+}
+
+// The route as resolved under the lock points nowhere into shared memory
+// (Decision holds copies), so resolve_route() runs there directly.
+void resolve_shared(SharedState *s, Args &args, Snapshot &snap)
+{
+    args.in.routes = s->routes_ready ? s->routes.data() : nullptr;
+    args.in.nroutes = s->routes_ready ? s->routes.size() : 0;
+    resolve_route(args.in, snap.d);
+    args.in.routes = nullptr;
+    args.in.nroutes = 0;
+}
+
 void put_candidate(ReturnSetInfo *rsinfo, int rank, const char *node, const char *host, int port, bool primary,
                    bool qualified, const char *state, Micros lag, int64_t lag_bytes, const char *reason)
 {
@@ -245,42 +313,47 @@ Datum candidates(FunctionCallInfo fcinfo)
     await_own_changes();
     ReturnSetInfo *rsinfo = materialize(fcinfo);
 
-    NodeHint *nodes;
+    // The buffer is allocated before the lock, sized by the registry's
+    // capacity (the worker publishes at most max_replicas nodes); should
+    // there be more, it is reallocated with the lock released and read again.
+    Snapshot snap;
+    std::size_t cap = rr_max_replicas > 0 ? static_cast<std::size_t>(rr_max_replicas) : 1;
+    NodeHint *nodes = nullptr;
     std::size_t n = 0;
-    PrimaryInfo primary = local_primary();
-    bool fresh = true;
-    char why_not_fresh[256] = "";
-    LWLockAcquire(s->lock, LW_SHARED);
-    bool ready = s->hints_ready;
-    n = ready ? s->nodes.size() : 0;
-    nodes = static_cast<NodeHint *>(palloc(sizeof(NodeHint) * (n + 1)));
-    memcpy(nodes, s->nodes.data(), sizeof(NodeHint) * n);
-    std::size_t nroutes = ready && s->routes_ready ? s->routes.size() : 0;
-    RouteRow *routes = static_cast<RouteRow *>(palloc(sizeof(RouteRow) * (nroutes + 1)));
-    memcpy(routes, s->routes.data(), sizeof(RouteRow) * nroutes);
-    args.in.routes = ready && s->routes_ready ? routes : nullptr;
-    args.in.nroutes = nroutes;
-    uint64 ticket = pg_atomic_read_u64(&s->ticket);
-    LWLockRelease(s->lock);
-
-    if (!ready && RecoveryInProgress()) {
-        StandbyHints sh;
-        standby_load(sh, args.in.now);
-        nodes = sh.nodes;
-        n = sh.n;
-        args.in.routes = sh.routes;
-        args.in.nroutes = sh.nroutes;
-        args.in.stale_after = sh.stale_after;
-        primary = sh.primary;
-        fresh = sh.fresh;
-        copy_str(why_not_fresh, sizeof why_not_fresh, sh.why_not_fresh);
-    } else if (!ready) {
-        fresh = false;
-        copy_str(why_not_fresh, sizeof why_not_fresh, "the worker has not published hints yet");
+    for (;;) {
+        nodes = static_cast<NodeHint *>(palloc(sizeof(NodeHint) * cap));
+        LWLockAcquire(s->lock, LW_SHARED);
+        snap.ready = s->hints_ready;
+        n = snap.ready ? s->nodes.size() : 0;
+        if (n <= cap) {
+            memcpy(nodes, s->nodes.data(), sizeof(NodeHint) * n);
+            if (snap.ready)
+                resolve_shared(s, args, snap);
+            snap.ticket = pg_atomic_read_u64(&s->ticket);
+            LWLockRelease(s->lock);
+            break;
+        }
+        LWLockRelease(s->lock);
+        pfree(nodes);
+        cap = n;
     }
 
-    Decision d;
-    resolve_route(args.in, d);
+    PrimaryInfo primary;
+    if (!snap.ready) {
+        StandbyHints sh;
+        if (snapshot_fallback(args, snap, sh)) {
+            nodes = sh.nodes;
+            n = sh.n;
+            primary = sh.primary;
+        } else {
+            resolve_route(args.in, snap.d);  // the built-in routes: none are loaded
+            primary = local_primary();
+        }
+    } else {
+        primary = local_primary();
+    }
+
+    Decision &d = snap.d;
     report_decision_error(args, d);
     if (!rr_enabled) {
         d.target = Target::primary;
@@ -290,7 +363,7 @@ Datum candidates(FunctionCallInfo fcinfo)
     char reason[512];
     std::size_t count = 0;
     if (d.target != Target::primary)
-        count = rank_replicas(nodes, n, d.req, ticket, order, reason, sizeof reason);
+        count = rank_replicas(nodes, n, d.req, snap.ticket, order, reason, sizeof reason);
 
     if (d.target == Target::primary) {
         put_candidate(rsinfo, 1, primary.node, primary.host, primary.port, true, true, "healthy", 0, 0, d.reason);
@@ -314,13 +387,146 @@ Datum candidates(FunctionCallInfo fcinfo)
                       state_name(effective_state(nodes[i], args.in.now, args.in.stale_after)), nodes[i].lag,
                       nodes[i].lag_bytes, why);
     }
-    const char *primary_reason = !d.fallback ? "not a fallback: replica_router.fallback_to_primary is off"
-                                 : !fresh    ? why_not_fresh
-                                 : count > 0 ? "fallback when no replica qualifies"
-                                             : "fallback: no replica qualifies";
+    const char *primary_reason = !d.fallback   ? "not a fallback: replica_router.fallback_to_primary is off"
+                                 : !snap.fresh ? snap.why_not_fresh
+                                 : count > 0   ? "fallback when no replica qualifies"
+                                               : "fallback: no replica qualifies";
     put_candidate(rsinfo, d.fallback ? static_cast<int>(count + 1) : 0, primary.node, primary.host, primary.port,
                   true, d.fallback, "healthy", 0, 0, primary_reason);
     return (Datum) 0;
+}
+
+// The ranked nodes' hosts and ports, best first, as connection_string()
+// copies them out of shared memory: a fixed buffer per backend (never
+// allocated under the lock), hosts joined with ','.
+struct Endpoints {
+    char hosts[(kMaxNodesHard + 1) * kHostLen];
+    std::size_t hosts_len;
+    int ports[kMaxNodesHard + 1];
+    std::size_t count;
+};
+Endpoints endpoints;
+
+void endpoints_add(Endpoints &e, const char *host, int port) noexcept
+{
+    if (e.count > 0)
+        e.hosts[e.hosts_len++] = ',';
+    std::size_t len = strnlen(host, kHostLen - 1);
+    memcpy(e.hosts + e.hosts_len, host, len);
+    e.hosts_len += len;
+    e.ports[e.count++] = port;
+}
+
+// The replicas in rank order (as candidates() ranks them) into `e`.
+void endpoints_rank(Endpoints &e, const NodeHint *nodes, std::size_t n, const Decision &d, uint64 ticket) noexcept
+{
+    int order[kMaxNodesHard];
+    char reason[1];  // the ranking's explanation is not needed
+    std::size_t count = rank_replicas(nodes, n, d.req, ticket, order, reason, 0);
+    for (std::size_t r = 0; r < count; ++r)
+        endpoints_add(e, nodes[order[r]].host, nodes[order[r]].port);
+}
+
+// replica_router._conninfo_value(): quoted when empty or holding white
+// space, a quote or a backslash (the regular expression [\s'\\]); inside
+// the quotes \ and ' are escaped with a backslash.
+void append_conninfo_value(StringInfo out, const char *value, std::size_t len)
+{
+    bool quote = len == 0, ascii = true;
+    for (std::size_t i = 0; i < len; ++i) {
+        unsigned char c = static_cast<unsigned char>(value[i]);
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r' || c == '\'' || c == '\\')
+            quote = true;
+        else if (c >= 0x80)
+            ascii = false;
+    }
+    if (!quote && !ascii) {
+        // Beyond ASCII, what counts as white space is the regular
+        // expression's (the database's locale): ask it, as the SQL did.
+        text *t = cstring_to_text_with_len(value, static_cast<int>(len));
+        quote = DatumGetBool(DirectFunctionCall2Coll(textregexeq, DEFAULT_COLLATION_OID, PointerGetDatum(t),
+                                                     CStringGetTextDatum("[\\s'\\\\]")));
+    }
+    if (!quote) {
+        appendBinaryStringInfo(out, value, static_cast<int>(len));
+        return;
+    }
+    appendStringInfoChar(out, '\'');
+    for (std::size_t i = 0; i < len; ++i) {
+        if (value[i] == '\\' || value[i] == '\'')
+            appendStringInfoChar(out, '\\');
+        appendStringInfoChar(out, value[i]);
+    }
+    appendStringInfoChar(out, '\'');
+}
+
+// `host=a,b port=1,2` of the nodes candidates() ranks, best first; NULL when
+// it ranks none. Written in C over the same decision as candidates(): on the
+// primary from shared memory (the ranking and a copy of the ranked hosts
+// under the shared lock, the text after it), on a standby from the
+// replicated hints.
+Datum connection_string(FunctionCallInfo fcinfo)
+{
+    SharedState *s = shmem_require();
+    Args args;
+    parse_args(fcinfo, args);
+    await_own_changes();
+
+    Snapshot snap;
+    Endpoints &e = endpoints;
+    e.count = 0;
+    e.hosts_len = 0;
+    LWLockAcquire(s->lock, LW_SHARED);
+    snap.ready = s->hints_ready;
+    snap.ticket = pg_atomic_read_u64(&s->ticket);
+    if (snap.ready) {
+        resolve_shared(s, args, snap);
+        if (rr_enabled && snap.d.target != Target::primary)
+            endpoints_rank(e, s->nodes.data(), s->nodes.size(), snap.d, snap.ticket);
+    }
+    LWLockRelease(s->lock);
+
+    PrimaryInfo primary;
+    if (!snap.ready) {
+        StandbyHints sh;
+        if (snapshot_fallback(args, snap, sh)) {
+            primary = sh.primary;
+            if (rr_enabled && snap.d.target != Target::primary)
+                endpoints_rank(e, sh.nodes, sh.n, snap.d, snap.ticket);
+        } else {
+            resolve_route(args.in, snap.d);  // the built-in routes; no replica is ranked
+            primary = local_primary();
+        }
+    } else {
+        primary = local_primary();
+    }
+
+    const Decision &d = snap.d;
+    report_decision_error(args, d);
+    if (!rr_enabled || d.target == Target::primary) {
+        e.count = 0;
+        e.hosts_len = 0;
+        endpoints_add(e, primary.host, primary.port);
+    } else if (d.fallback) {
+        endpoints_add(e, primary.host, primary.port);
+    }
+    if (e.count == 0)
+        PG_RETURN_NULL();
+
+    StringInfoData ports;
+    initStringInfo(&ports);
+    for (std::size_t i = 0; i < e.count; ++i) {
+        if (i > 0)
+            appendStringInfoChar(&ports, ',');
+        appendStringInfo(&ports, "%d", e.ports[i]);
+    }
+    StringInfoData out;
+    initStringInfo(&out);
+    appendStringInfoString(&out, "host=");
+    append_conninfo_value(&out, e.hosts, e.hosts_len);
+    appendStringInfoString(&out, " port=");
+    append_conninfo_value(&out, ports.data, static_cast<std::size_t>(ports.len));
+    PG_RETURN_TEXT_P(cstring_to_text_with_len(out.data, out.len));
 }
 
 } // namespace
@@ -330,6 +536,11 @@ Datum candidates(FunctionCallInfo fcinfo)
 RR_SQL_FUNCTION(replica_router_candidates, "replica_router.candidates()")
 {
     return rr::candidates(fcinfo);
+}
+
+RR_SQL_FUNCTION(replica_router_connection_string, "replica_router.connection_string()")
+{
+    return rr::connection_string(fcinfo);
 }
 
 RR_SQL_FUNCTION(replica_router_recommend, "replica_router.recommend()")

@@ -10,6 +10,7 @@
 
 #include "catalog.hpp"
 #include "conninfo.hpp"
+#include "dns_notify.hpp"
 #include "guard.hpp"
 #include "guc.hpp"
 #include "lag.hpp"
@@ -20,6 +21,7 @@
 #include "state_machine.hpp"
 #include "timeline.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <memory>
 #include <vector>
@@ -59,6 +61,17 @@ struct ProbeRef {
     bool bouncer;
 };
 
+// A socket registered in the wait set, as it was when registered: the set is
+// kept while these stay the same, and only the events change in place.
+struct WaitKey {
+    const Poller *poller;
+    std::size_t probe;    // index into probes: the event's user_data
+    int fd;
+    uint64_t generation;  // poller->socket_generation() then
+    uint32 events;
+    int pos;              // in the set; -1: could not be added
+};
+
 struct WorkerState {
     std::vector<Tracked> nodes;
     LsnHistory history;
@@ -78,6 +91,16 @@ struct WorkerState {
     std::vector<PoolRow> primary_pools;
     PrimaryStats primary{};
     std::vector<ProbeRef> probes;  // rebuilt before every wait
+    // The wait set, kept across waits: latch, postmaster death, dns_fd, then
+    // the sockets in wait_keys. Rebuilt only when those sockets change.
+    WaitEventSet *wait_set = nullptr;
+    std::vector<WaitKey> wait_keys;
+    std::vector<WaitKey> wait_want;  // scratch: this pass's sockets
+    std::vector<std::size_t> wait_broken;  // probes whose socket could not be (re)registered
+    bool wait_set_stale = false;     // rebuild at the next wait
+    bool wait_set_failed = false;    // creating it failed (logged once)
+    int dns_fd = -1;                 // dns_notify's eventfd; -1: lookups are polled
+    int dns_pos = -1;
     std::vector<RouteRow> routes;
     bool routes_loaded = false;
     bool wait_fd_reserved = false;  // an external-fd slot kept for the wait set
@@ -630,47 +653,154 @@ void advance_probe(const ProbeRef &probe, Micros now)
         probe_finished(probe, now);
 }
 
-// Waits on the latch, postmaster death and every socket a poller wants,
-// then advances the pollers whose socket fired or whose deadline passed.
+// Lists the sockets the pollers want this pass, in probe order.
+void collect_sockets()
+{
+    state->wait_want.clear();
+    for (std::size_t i = 0; i < state->probes.size(); ++i) {
+        const Poller *p = state->probes[i].poller;
+        Wants w = p->wants();
+        if (w == Wants::nothing)
+            continue;
+        uint32 ev = w == Wants::read ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
+        state->wait_want.push_back(WaitKey{p, i, p->socket(), p->socket_generation(), ev, -1});
+    }
+    // So that registering them below never allocates (nor throws).
+    state->wait_keys.reserve(state->wait_want.size());
+    state->wait_broken.reserve(state->probes.size());
+}
+
+// The set can stay when the same pollers hold the same sockets (number and
+// generation) at the same positions; only their events may differ.
+bool same_sockets()
+{
+    const auto &have = state->wait_keys, &want = state->wait_want;
+    if (state->wait_set == nullptr || state->wait_set_stale || have.size() != want.size())
+        return false;
+    for (std::size_t j = 0; j < have.size(); ++j)
+        if (have[j].poller != want[j].poller || have[j].probe != want[j].probe || have[j].fd != want[j].fd ||
+            have[j].generation != want[j].generation || have[j].pos < 0)
+            return false;
+    return true;
+}
+
+// Switches read/write in place. ModifyWaitEvent ERRORs on a socket closed
+// behind our back (epoll_ctl); that socket's poller is advanced at once and
+// the set rebuilt at the next wait.
+void modify_wait_set()
+{
+    for (std::size_t j = 0; j < state->wait_keys.size(); ++j) {
+        WaitKey &k = state->wait_keys[j];
+        uint32 ev = state->wait_want[j].events;
+        if (k.events == ev)
+            continue;
+        char error[kErrorLen];
+        WaitEventSet *set = state->wait_set;
+        int pos = k.pos;
+        if (pg_try([&]() noexcept { ModifyWaitEvent(set, pos, ev, nullptr); }, error, sizeof error)) {
+            k.events = ev;
+        } else {
+            state->wait_set_stale = true;
+            state->wait_broken.push_back(k.probe);
+        }
+    }
+}
+
+// A new set for this pass's sockets. The set's epoll fd counts against the
+// external-fd budget the pollers share: the old set's slot (or, for the
+// first set, the slot reserved at start-up) is given back just before, so
+// many idle connections can never keep the worker from waiting.
+void rebuild_wait_set()
+{
+    if (state->wait_set != nullptr) {
+        FreeWaitEventSet(state->wait_set);  // releases its external fd
+        state->wait_set = nullptr;
+    } else if (state->wait_fd_reserved) {
+        fd_release();
+        state->wait_fd_reserved = false;
+    }
+    state->wait_keys.clear();
+    state->wait_set_stale = false;
+    state->dns_pos = -1;
+    char error[kErrorLen];
+    WaitEventSet *set = nullptr;
+    int nevents = 3 + static_cast<int>(state->wait_want.size());
+    int dns_fd = state->dns_fd, dns_pos = -1;
+    bool ok = pg_try(
+        [&]() noexcept {
+            set = CreateWaitEventSet(TopMemoryContext, nevents);
+            AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
+            AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
+            if (dns_fd >= 0)
+                dns_pos = AddWaitEventToSet(set, WL_SOCKET_READABLE, dns_fd, nullptr, nullptr);
+        },
+        error, sizeof error);
+    if (!ok) {
+        if (set != nullptr)
+            FreeWaitEventSet(set);
+        state->wait_fd_reserved = fd_acquire();
+        if (!state->wait_set_failed)
+            ereport(LOG, (errmsg("replica_router worker: could not set up the wait set: %s", error)));
+        state->wait_set_failed = true;
+        return;
+    }
+    state->wait_set_failed = false;
+    state->wait_set = set;
+    state->dns_pos = dns_pos;
+    // Citus guards AddWaitEventToSet the same way: a socket closed behind our
+    // back makes epoll_ctl fail with an ERROR.
+    for (WaitKey k : state->wait_want) {
+        int pos = -1;
+        pgsocket fd = k.fd;
+        uint32 ev = k.events;
+        void *data = reinterpret_cast<void *>(k.probe);
+        if (pg_try([&]() noexcept { pos = AddWaitEventToSet(set, ev, fd, nullptr, data); }, error, sizeof error)) {
+            k.pos = pos;
+        } else {
+            state->wait_set_stale = true;
+            state->wait_broken.push_back(k.probe);
+        }
+        state->wait_keys.push_back(k);
+    }
+}
+
+// Waits on the latch, postmaster death, the DNS notifier and every socket a
+// poller wants, then advances the pollers whose socket fired, whose lookup
+// finished or whose deadline passed.
 void wait_and_advance()
 {
     if (!cpp_step("collecting probes", [] { collect_probes(); }))
         state->probes.clear();
+    state->wait_broken.clear();
+    if (!cpp_step("collecting sockets", [] { collect_sockets(); }))
+        state->wait_want.clear();
+    if (same_sockets())
+        modify_wait_set();
+    else
+        rebuild_wait_set();
+
     Micros now = GetCurrentTimestamp();
     Micros until = earliest_deadline(now);
     long timeout_ms = static_cast<long>((until - now + 999) / 1000);
-
-    int nsockets = 0;
-    for (const ProbeRef &p : state->probes)
-        if (p.poller->wants() != Wants::nothing)
-            ++nsockets;
-
-    // The wait set's own descriptor (epoll) counts against the external-fd
-    // budget the pollers share: it uses the slot reserved at start-up, so
-    // many idle connections can never keep the worker from waiting.
-    if (state->wait_fd_reserved) {
-        fd_release();
-        state->wait_fd_reserved = false;
-    }
-#if PG_VERSION_NUM >= 170000
-    WaitEventSet *set = CreateWaitEventSet(NULL, 2 + nsockets);
-#else
-    WaitEventSet *set = CreateWaitEventSet(CurrentMemoryContext, 2 + nsockets);
-#endif
-    AddWaitEventToSet(set, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, nullptr);
-    AddWaitEventToSet(set, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, nullptr, nullptr);
-    for (std::size_t i = 0; i < state->probes.size(); ++i) {
-        const Poller *p = state->probes[i].poller;
-        if (p->wants() == Wants::nothing)
-            continue;
-        uint32 ev = p->wants() == Wants::read ? WL_SOCKET_READABLE : WL_SOCKET_WRITEABLE;
-        AddWaitEventToSet(set, ev, p->socket(), nullptr, reinterpret_cast<void *>(i));
-    }
+    if (!state->wait_broken.empty())
+        timeout_ms = 0;
 
     WaitEvent events[64];
-    int nfired = WaitEventSetWait(set, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
-    FreeWaitEventSet(set);
-    state->wait_fd_reserved = fd_acquire();
+    int nfired = 0;
+    bool dns_fired = false;
+    if (state->wait_set != nullptr) {
+        nfired = WaitEventSetWait(state->wait_set, timeout_ms, events, lengthof(events), PG_WAIT_EXTENSION);
+    } else {
+        // No set (out of descriptors): sleep briefly on the latch alone and
+        // look at every socket afterwards.
+        int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, std::min(timeout_ms, 100L),
+                           PG_WAIT_EXTENSION);
+        if (rc & WL_LATCH_SET)
+            ResetLatch(MyLatch);
+        for (const WaitKey &k : state->wait_want)
+            state->wait_broken.push_back(k.probe);
+        dns_fired = state->dns_fd >= 0;
+    }
 
     now = GetCurrentTimestamp();
     for (int e = 0; e < nfired; ++e) {
@@ -678,11 +808,26 @@ void wait_and_advance()
             ResetLatch(MyLatch);
             continue;
         }
+        if (events[e].pos == state->dns_pos) {
+            dns_fired = true;
+            continue;
+        }
         std::size_t i = reinterpret_cast<std::size_t>(events[e].user_data);
         if (i < state->probes.size())
             advance_probe(state->probes[i], now);
     }
-    // Deadlines: timeouts and pending host name lookups.
+    // Host name lookups that finished: drained first, so a lookup that
+    // completes while the others are looked at wakes the next wait.
+    if (dns_fired) {
+        dns_notify::drain();
+        for (const ProbeRef &p : state->probes)
+            if (p.poller->resolving())
+                advance_probe(p, now);
+    }
+    for (std::size_t i : state->wait_broken)
+        if (i < state->probes.size())
+            advance_probe(state->probes[i], now);
+    // Deadlines: timeouts (and, without the notifier, pending lookups).
     for (const ProbeRef &p : state->probes)
         if (p.poller->deadline() != 0 && p.poller->deadline() <= now)
             advance_probe(p, now);
@@ -753,6 +898,11 @@ void replica_router_worker_main(Datum)
     if (!ok)
         proc_exit(1);
     state->wait_fd_reserved = fd_acquire();
+    // One eventfd for every host name lookup's completion; it counts against
+    // the external-fd budget for as long as the worker runs.
+    state->dns_fd = dns_notify::open();
+    if (state->dns_fd >= 0)
+        ReserveExternalFD();
 
     Micros now = GetCurrentTimestamp();
     LWLockAcquire(shared->lock, LW_EXCLUSIVE);

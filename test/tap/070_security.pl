@@ -26,7 +26,7 @@ my $rr = RRTest->new(standbys => ['s1'], conf => "listen_addresses = '127.0.0.1'
 my $primary = $rr->primary;
 my $s1 = $rr->standby('s1');
 my $os_user = $rr->{user};
-pass('primary and standby s1 registered, healthy');
+is($rr->states, 's1=healthy', 'primary and standby s1 registered, healthy');
 
 # Runs $sql as $role in a new session; returns (exit code, stdout, stderr).
 sub as_role
@@ -35,16 +35,6 @@ sub as_role
 	$node //= $primary;
 	my ($ret, $out, $err) = $node->psql('postgres', $sql, extra_params => [ '-U', $role ], on_error_stop => 1);
 	return ($ret, $out, $err);
-}
-
-sub rounds { return $rr->q('SELECT rounds FROM replica_router.worker_status()'); }
-
-# Waits until the worker has finished $n more rounds.
-sub wait_rounds
-{
-	my ($n) = @_;
-	my $target = rounds() + $n;
-	return $rr->wait_for(30, "SELECT rounds >= $target FROM replica_router.worker_status()");
 }
 
 $rr->q('CREATE ROLE evil LOGIN IN ROLE replica_router_admin');
@@ -86,7 +76,7 @@ $rr->q('CREATE ROLE mallory LOGIN');
 	ok(defined $rr->wait_state('f1', 'down', 15), 'F1: the node is down');
 	like($rr->q(q{SELECT error FROM replica_router.status WHERE node = 'f1'}), qr/did not ask for the password/,
 		'F1: ... because the server did not use the password');
-	ok(defined wait_rounds(10), 'F1: ten more rounds');
+	ok(defined $rr->wait_rounds(10, 30), 'F1: ten more rounds');
 	is($rr->q(q{SELECT rolsuper FROM pg_roles WHERE rolname = 'evil'}), 'f', 'F1: evil is not a superuser');
 	# The worker retries every poll; each attempt ends before any query.
 	is($rr->q(q{SELECT count(*) FROM pg_stat_activity WHERE application_name = 'replica_router'
@@ -124,7 +114,7 @@ $rr->q('CREATE ROLE mallory LOGIN');
 	# change makes it read routes now.
 	$rr->q(q{SELECT replica_router.set_route('report', 'replica', '5s')});
 	$primary->wait_for_catchup($s1);
-	ok(defined wait_rounds(10), 'F3: ten more rounds, polls of s1 included');
+	ok(defined $rr->wait_rounds(10, 30), 'F3: ten more rounds, polls of s1 included');
 	# recommend() on the standby reads the replicated hints with SPI.
 	my $on_standby = $s1->safe_psql('postgres', q{SELECT role FROM replica_router.recommend('read')});
 	ok($on_standby ne '', 'F3: recommend() on the standby answers');

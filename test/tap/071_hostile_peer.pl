@@ -58,7 +58,7 @@ END { unlink $passfile if defined $passfile; }
 
 my $rr = RRTest->new(standbys => ['s1']);
 my $primary = $rr->primary;
-pass('primary and standby s1 registered, s1 healthy');
+is($rr->states, 's1=healthy', 'primary and standby s1 registered, s1 healthy');
 is($rr->q('SHOW server_encoding'), 'UTF8', 'the database is UTF8');
 my @fakes;    # stopped at the end whatever happens
 END { $_->stop for grep { defined } @fakes; }
@@ -76,7 +76,6 @@ sub fake
 	return $f;
 }
 
-sub worker_pid { return $rr->q('SELECT pid FROM replica_router.worker_status()'); }
 
 # Removes nodes (as superuser) if they exist.
 sub drop_nodes
@@ -284,14 +283,14 @@ my $initial_anon;
 # it (the postmaster starts it again after bgw_restart_time, 1 s).
 sub fresh_worker
 {
-	my $pid = worker_pid();
+	my $pid = $rr->worker_pid;
 	my $anon = proc_kb($pid, 'RssAnon') // 0;
 	$initial_anon //= $anon;
 	return if $anon <= $initial_anon + 16 * 1024;
 	note(sprintf('restarting the worker for a clean baseline: RssAnon %.1f MB (it started the floods at %.1f MB)',
 		$anon / 1024, $initial_anon / 1024));
 	$rr->q("SELECT pg_terminate_backend($pid)");
-	wait_until(20, sub { my $p = worker_pid(); $p ne '' && $p != $pid }, 0.05)
+	wait_until(20, sub { my $p = $rr->worker_pid; $p ne '' && $p != $pid }, 0.05)
 	  or die 'the worker did not come back';
 	$rr->wait_state('s1', 'healthy', 20) or die 's1 not healthy after the worker restart';
 	return;
@@ -306,7 +305,7 @@ sub flood
 	my $label = $o{label};
 	fresh_worker();
 	my $f = fake(mode => $o{mode}, %{ $o{fake} // {} });
-	my $pid = worker_pid();
+	my $pid = $rr->worker_pid;
 	my @base;
 	for (1 .. 5)
 	{
@@ -366,7 +365,7 @@ sub flood
 	is($s1_bad, 0, "$label: s1 stays healthy in every sample (other states: $s1_states)");
 	cmp_ok($max_age, '<', 2, "$label: s1 keeps being polled (last_poll never older than 2 s)");
 	cmp_ok($last_poll // 0, '>', $first_poll // 0, "$label: s1's last_poll advanced");
-	is(worker_pid(), $pid, "$label: the same worker runs (no crash, no restart)");
+	is($rr->worker_pid, $pid, "$label: the same worker runs (no crash, no restart)");
 	$rr->q("SELECT replica_router.remove_replica('$o{node}')");
 	$f->stop;
 	return;

@@ -19,7 +19,6 @@
 use strict;
 use warnings;
 
-use File::Basename qw(dirname);
 use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
@@ -30,41 +29,15 @@ use RRTest qw(wait_until);
 my $t_start = time;
 my $user = getpwuid($<);
 
-# The tools built beside this tree (make), else the installed ones.
-sub tool
-{
-	my ($name) = @_;
-	my $built = dirname(__FILE__) . "/../../tools/$name";
-	return -x $built ? $built : $name;
-}
-my $check_bin = tool('replica_router_check');
-my $follower_bin = tool('replica_router_follower');
-
-# Processes to stop whatever happens.
-my @harnesses;
-END
-{
-	local $?;
-	for my $h (@harnesses)
-	{
-		eval { $h->kill_kill if $h->pumpable; };
-	}
-}
+my $check_bin = RRTest::tool('replica_router_check');
+my $follower_bin = RRTest::tool('replica_router_follower');
 
 my $rr = RRTest->new(standbys => ['s1']);
 my $primary = $rr->primary;
 my $s1 = $rr->standby('s1');
 my $tmp = PostgreSQL::Test::Utils::tempdir();
 
-# Runs a tool; returns (exit code, stdout, stderr).
-sub run_tool
-{
-	my (@cmd) = @_;
-	my ($out, $err) = ('', '');
-	my $h = IPC::Run::start(\@cmd, '>', \$out, '2>', \$err, IPC::Run::timeout(60));
-	$h->finish;
-	return ($h->result(0), $out, $err);
-}
+sub run_tool { return RRTest::run_tool(@_); }
 
 # Lines of the follower's log that it did not write: each of its lines starts
 # with a time stamp and its name, and the hostile values forge lines stamped
@@ -239,7 +212,7 @@ SKIP:
 	die "the follower could not write the first file: $err" if $rc != 0;
 	write_pgbouncer_ini();
 	my $bouncer = IPC::Run::start([ '/usr/sbin/pgbouncer', $pgbouncer_ini ], '>', \my $b_out, '2>', \my $b_err);
-	push @harnesses, $bouncer;
+	RRTest::track($bouncer);
 	wait_until(10, sub { defined bouncer_has('app_read') }, 0.05)
 	  or die "pgbouncer did not start: $b_err";
 
@@ -317,7 +290,7 @@ SKIP:
 	my $follower_log = "$tmp/follower.log";
 	open my $flog, '>', $follower_log or die $!;
 	my $follower = IPC::Run::start([ @follow, '--pgbouncer', $admin, '--interval', '200ms' ], '>', $flog, '2>', $flog);
-	push @harnesses, $follower;
+	RRTest::track($follower);
 	ok( defined wait_until(30, sub { slurp_file($follower_log) =~ /reload failed: pgbouncer has app_read -> 127\.0\.0\.1:5006\/app/ })
 		  && slurp_file($follower_log) !~ /reloaded/,
 		'the follower reports the RELOAD pgbouncer did not apply, and not "reloaded"')
@@ -369,7 +342,7 @@ SKIP:
 			'--dbname', 'app', '--interval', '10min'
 		],
 		'>', $flog, '2>', $flog);
-	push @harnesses, $follower;
+	RRTest::track($follower);
 	my $read_port = sub { my ($p) = slurp_file($out_file) =~ /^app_read = host=\S+ port=(\d+) /m; $p // '' };
 	# The [databases] lines (the comments have the time).
 	my $body = sub { join "\n", grep { !/^;/ } split /\n/, slurp_file($out_file) };

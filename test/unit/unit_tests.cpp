@@ -2,13 +2,18 @@
 // connection-string handling. No server needed. Prints one line per failed
 // check and a closing "unit: N passed, N failed".
 #include "conninfo.hpp"
+#include "dns_notify.hpp"
 #include "lag.hpp"
+#include "poller.hpp"
 #include "routing.hpp"
 #include "relay.hpp"
 #include "state_machine.hpp"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <chrono>
 
 #include <cstdio>
 #include <cstring>
@@ -484,6 +489,140 @@ void relay_tests()
     close(libpq_fd);
 }
 
+// Which hosts libpq would resolve itself (blocking): names without a hostaddr.
+void host_list_tests()
+{
+    HostList h = conninfo_hosts("host=db1.example port=5433");
+    CHECK(h.any_dns && h.hosts.size() == 1 && h.needs_dns[0] && h.ports.size() == 1 && h.ports[0] == "5433");
+    CHECK(!conninfo_hosts("host=127.0.0.1").any_dns);
+    CHECK(!conninfo_hosts("host=::1").any_dns);
+    CHECK(!conninfo_hosts("host=/tmp").any_dns);
+    CHECK(!conninfo_hosts("host=@abstract").any_dns);
+    CHECK(!conninfo_hosts("hostaddr=10.0.0.1").any_dns);
+    CHECK(!conninfo_hosts("dbname=x").any_dns);
+    CHECK(!conninfo_hosts("host=db1 hostaddr=10.0.0.1").any_dns);
+    h = conninfo_hosts("host=a,127.0.0.1,/tmp,b port=1,2,3,4");
+    CHECK(h.any_dns && h.hosts.size() == 4 && h.hostaddrs.size() == 4 && h.ports.size() == 4);
+    CHECK(h.needs_dns[0] && !h.needs_dns[1] && !h.needs_dns[2] && h.needs_dns[3]);
+    h = conninfo_hosts("host=a,b hostaddr=10.0.0.1,");  // b has no address: it needs DNS
+    CHECK(h.any_dns && !h.needs_dns[0] && h.needs_dns[1] && h.hostaddrs[0] == "10.0.0.1" && h.hostaddrs[1].empty());
+    h = conninfo_hosts("host=a,b hostaddr=10.0.0.1");  // mismatched: libpq's to refuse
+    CHECK(!h.any_dns);
+    h = conninfo_hosts("postgresql://db1:5432,db2:5433/x");
+    CHECK(h.any_dns && h.hosts.size() == 2 && h.ports.size() == 2 && h.ports[1] == "5433");
+    CHECK(!conninfo_hosts("host='unterminated").any_dns);
+}
+
+Micros wall_us()
+{
+    return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+// Drives a poller the way the worker does (its socket, the DNS notifier, its
+// deadline) until a poll finishes; false if that took longer than `limit`.
+// Counts the wake-ups while a lookup was pending in *dns_wakeups.
+bool drive(Poller &p, Micros limit, int *dns_wakeups)
+{
+    Micros until = wall_us() + limit;
+    while (wall_us() < until) {
+        Micros now = wall_us();
+        struct pollfd fds[2];
+        int n = 0;
+        fds[n++] = pollfd{dns_notify::fd(), POLLIN, 0};
+        if (p.wants() != Wants::nothing)
+            fds[n++] = pollfd{p.socket(), static_cast<short>(p.wants() == Wants::read ? POLLIN : POLLOUT), 0};
+        Micros d = p.deadline() != 0 ? p.deadline() : until;
+        int timeout = static_cast<int>(std::max<Micros>(0, std::min(d, until) - now) / 1000 + 1);
+        bool resolving = p.resolving();
+        ::poll(fds, n, timeout);
+        if (resolving)
+            ++*dns_wakeups;
+        dns_notify::drain();
+        if (p.advance(wall_us()))
+            return true;
+    }
+    return false;
+}
+
+// Host names are resolved asynchronously and the worker hears of it through
+// one eventfd, not a timer; lists of hosts are resolved too, and a host that
+// does not resolve is left out as libpq would skip it.
+void dns_tests()
+{
+    CHECK(dns_notify::open() >= 0);
+    CHECK(dns_notify::open() == dns_notify::fd());
+    CHECK(dns_notify::event() != nullptr);
+    CHECK(!dns_notify::drain());
+    PollSettings s;
+    s.connect_timeout = 10 * S;
+    s.query_timeout = 1 * S;
+
+    {
+        Poller p("host=localhost port=1 dbname=x user=x", FdBudget{});
+        uint64_t gen = p.socket_generation();
+        Micros now = wall_us();
+        CHECK(!p.start(now, s));
+        CHECK(p.resolving() && p.wants() == Wants::nothing);
+        CHECK(p.deadline() == now + s.connect_timeout);  // no short recheck timer
+        int wakeups = 0;
+        CHECK(drive(p, 10 * S, &wakeups));
+        CHECK(!p.result().ok);
+        CHECK(p.result().error.find("resolv") == std::string::npos);  // it got as far as connecting
+        CHECK(wakeups <= 2);
+        CHECK(p.socket_generation() != gen);  // it had a socket, and it is gone
+        CHECK(p.socket() == -1);
+    }
+    {
+        Poller p("host=does-not-exist.invalid port=1 dbname=x user=x", FdBudget{});
+        CHECK(!p.start(wall_us(), s));
+        int wakeups = 0;
+        CHECK(drive(p, 10 * S, &wakeups));
+        CHECK(p.result().error.find("could not resolve host name \"does-not-exist.invalid\"") == 0);
+        CHECK(wakeups <= 2);
+    }
+    for (const char *multi : {"host=does-not-exist.invalid,localhost port=1 dbname=x user=x",
+                              "host=does-not-exist.invalid,localhost port=5,1 dbname=x user=x",
+                              "host=localhost,127.0.0.1 port=1 dbname=x user=x"}) {
+        Poller p(multi, FdBudget{});
+        CHECK(!p.start(wall_us(), s));
+        CHECK(p.resolving());
+        int wakeups = 0;
+        CHECK(drive(p, 10 * S, &wakeups));
+        const std::string &e = p.result().error;
+        // Refused by localhost: libpq took the hostaddr list (a mismatch
+        // would say "could not match"), and resolved nothing itself.
+        CHECK(e.find("could not match") == std::string::npos && e.find("resolv") == std::string::npos);
+        CHECK(e.find("refused") != std::string::npos || e.find("127.0.0.1") != std::string::npos);
+        if (e.find("refused") == std::string::npos)
+            std::printf("note: %s -> %s\n", multi, e.c_str());
+    }
+    {
+        Poller p("host=does-not-exist.invalid,also-not.invalid port=1 dbname=x user=x", FdBudget{});
+        CHECK(!p.start(wall_us(), s));
+        int wakeups = 0;
+        CHECK(drive(p, 10 * S, &wakeups));
+        CHECK(p.result().error.find("could not resolve host name \"does-not-exist.invalid\"") == 0);
+    }
+    {
+        // A socket directory and numeric addresses need no lookup.
+        Poller p("host=/nonexistent-dir port=1 dbname=x user=x", FdBudget{});
+        bool done = p.start(wall_us(), s);
+        CHECK(!p.resolving());
+        int wakeups = 0;
+        CHECK(done || drive(p, 5 * S, &wakeups));
+        CHECK(wakeups == 0);
+    }
+    {
+        // A lookup cancelled by a disconnect must not leave anything behind
+        // (ASan checks the parked request is freed once it finishes).
+        Poller p("host=localhost port=1 dbname=x user=x", FdBudget{});
+        CHECK(!p.start(wall_us(), s));
+        p.disconnect();
+        CHECK(!p.resolving() && p.deadline() == 0);
+    }
+}
+
 int main()
 {
     lag_tests();
@@ -495,6 +634,8 @@ int main()
     conninfo_tests();
     security_tests();
     relay_tests();
+    host_list_tests();
+    dns_tests();
     std::printf("unit: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
