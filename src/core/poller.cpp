@@ -29,27 +29,31 @@ namespace {
 // qualified: it runs with whatever search_path the polling role has, and a
 // schema someone can write on that path must not decide what it calls.
 constexpr const char *kPollQuery =
-    "SELECT pg_catalog.pg_is_in_recovery(),"
-    " pg_catalog.pg_last_wal_receive_lsn(),"
-    " pg_catalog.pg_last_wal_replay_lsn(),"
+    "SELECT pg_catalog.pg_is_in_recovery() AS in_recovery,"
+    // LSNs as numbers: PostgreSQL parses its own format, we read an integer.
+    " (pg_catalog.pg_last_wal_receive_lsn() OPERATOR(pg_catalog.-) '0/0'::pg_catalog.pg_lsn)::pg_catalog.int8"
+    "   AS receive_lsn,"
+    " (pg_catalog.pg_last_wal_replay_lsn() OPERATOR(pg_catalog.-) '0/0'::pg_catalog.pg_lsn)::pg_catalog.int8"
+    "   AS replay_lsn,"
     " pg_catalog.floor(EXTRACT(epoch FROM pg_catalog.pg_last_xact_replay_timestamp())"
-    "                  OPERATOR(pg_catalog.*) 1000000::pg_catalog.numeric)::pg_catalog.int8,"
-    " CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END,"
-    " (SELECT system_identifier FROM pg_catalog.pg_control_system()),"
+    "                  OPERATOR(pg_catalog.*) 1000000::pg_catalog.numeric)::pg_catalog.int8 AS replay_ts,"
+    " CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END"
+    "   AS replay_paused,"
+    " (SELECT system_identifier FROM pg_catalog.pg_control_system()) AS system_identifier,"
     " COALESCE((SELECT received_tli FROM pg_catalog.pg_stat_get_wal_receiver() WHERE pid IS NOT NULL),"
-    "          (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint())),"
-    " a.total, pg_catalog.current_setting('max_connections')::pg_catalog.int4,"
+    "          (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint())) AS timeline,"
+    " a.total AS connections, pg_catalog.current_setting('max_connections')::pg_catalog.int4 AS max_connections,"
     " a.active, a.idle, a.idle_in_xact, a.waiting,"
     " pg_catalog.current_setting('superuser_reserved_connections')::pg_catalog.int4 OPERATOR(pg_catalog.+)"
-    "   COALESCE(pg_catalog.current_setting('reserved_connections', true)::pg_catalog.int4, 0),"
+    "   COALESCE(pg_catalog.current_setting('reserved_connections', true)::pg_catalog.int4, 0) AS reserved,"
     " w.slot_name,"
     " COALESCE(pg_catalog.substring(w.conninfo, '(?:^| )application_name=(\\S+)'),"
     "          CASE WHEN pg_catalog.current_setting('cluster_name') OPERATOR(pg_catalog.<>) ''"
     "               THEN pg_catalog.current_setting('cluster_name') END,"
-    "          'walreceiver'),"
-    " w.received_tli,"
+    "          'walreceiver') AS application_name,"
+    " w.received_tli AS receiver_tli,"
     " pg_catalog.floor(EXTRACT(epoch FROM pg_catalog.pg_postmaster_start_time())"
-    "                  OPERATOR(pg_catalog.*) 1000000::pg_catalog.numeric)::pg_catalog.int8"
+    "                  OPERATOR(pg_catalog.*) 1000000::pg_catalog.numeric)::pg_catalog.int8 AS started_at"
     " FROM (SELECT pg_catalog.count(*) AS total,"
     "              pg_catalog.count(*) FILTER (WHERE state OPERATOR(pg_catalog.=) 'active') AS active,"
     "              pg_catalog.count(*) FILTER (WHERE state OPERATOR(pg_catalog.=) 'idle') AS idle,"
@@ -77,13 +81,6 @@ constexpr int64_t kStartupCap = 256 * 1024;  // authentication, parameters, a no
 // the server's own ~/.postgresql/postgresql.key and ~/.pgpass stay unused.
 constexpr const char *kNoFile = "/dev/null/replica_router-none";
 
-Lsn parse_lsn(const char *s)
-{
-    unsigned hi = 0, lo = 0;
-    if (s == nullptr || std::sscanf(s, "%X/%X", &hi, &lo) != 2)
-        return 0;
-    return (static_cast<Lsn>(hi) << 32) | lo;
-}
 
 // libpq's messages end in newlines and may span lines; keep the first line.
 // Source of socket_generation(): unique across pollers.
@@ -670,34 +667,53 @@ bool Poller::step_query(Micros now)
     return false;
 }
 
+// Columns are found by name: a server that answers with other columns (a
+// pooler, a fake) gets a clear error, not values read from the wrong place.
 bool Poller::parse_replica_row(const PGresult *res, PollResult &r)
 {
-    if (PQntuples(res) != 1 || PQnfields(res) < 18)
+    static constexpr const char *kColumns[] = {
+        "in_recovery", "receive_lsn", "replay_lsn", "replay_ts", "replay_paused", "system_identifier",
+        "timeline", "connections", "max_connections", "active", "idle", "idle_in_xact", "waiting",
+        "reserved", "slot_name", "application_name", "receiver_tli", "started_at"};
+    constexpr int kCount = sizeof kColumns / sizeof kColumns[0];
+    if (PQntuples(res) != 1)
         return false;
-    auto text = [&](int col) -> const char * { return PQgetisnull(res, 0, col) ? nullptr : PQgetvalue(res, 0, col); };
-    auto int_at = [&](int col) { return text(col) ? static_cast<int32_t>(std::strtol(text(col), nullptr, 10)) : 0; };
-    r.in_recovery = text(0) != nullptr && text(0)[0] == 't';
-    r.receive_lsn = parse_lsn(text(1));
-    r.replay_lsn = parse_lsn(text(2));
-    if (const char *ts = text(3)) {
+    int col[kCount];
+    for (int i = 0; i < kCount; ++i)
+        if ((col[i] = PQfnumber(res, kColumns[i])) < 0) {
+            r.error = std::string("the server's answer has no column \"") + kColumns[i] + "\"";
+            return false;
+        }
+    auto text = [&](int i) -> const char * { return PQgetisnull(res, 0, col[i]) ? nullptr : PQgetvalue(res, 0, col[i]); };
+    auto int_at = [&](int i) { return text(i) ? static_cast<int32_t>(std::strtol(text(i), nullptr, 10)) : 0; };
+    auto int64_at = [&](int i) { return text(i) ? static_cast<int64_t>(std::strtoll(text(i), nullptr, 10)) : 0; };
+    int i = 0;
+    r.in_recovery = text(i) != nullptr && text(i)[0] == 't';
+    r.receive_lsn = static_cast<Lsn>(int64_at(++i));
+    r.replay_lsn = static_cast<Lsn>(int64_at(++i));
+    if (text(++i) != nullptr) {
         r.has_replay_ts = true;
-        r.last_replay_ts = std::strtoll(ts, nullptr, 10) - kUnixToPgEpoch;
+        r.last_replay_ts = int64_at(i) - kUnixToPgEpoch;
     }
-    r.replay_paused = text(4) != nullptr && text(4)[0] == 't';
-    r.system_id = text(5) ? static_cast<uint64_t>(std::strtoll(text(5), nullptr, 10)) : 0;
-    r.timeline = int_at(6);
-    r.connections = int_at(7);
-    r.max_connections = int_at(8);
-    r.pool.active = int_at(9);
-    r.pool.idle = int_at(10);
-    r.pool.idle_in_xact = int_at(11);
-    r.pool.waiting = int_at(12);
-    r.pool.reserved = int_at(13);
-    copy_str(r.slot_name, sizeof r.slot_name, text(14));
-    copy_str(r.app_name, sizeof r.app_name, text(15));
-    r.receiver_timeline = int_at(16);
-    r.started_at = text(17) ? std::strtoll(text(17), nullptr, 10) - kUnixToPgEpoch : 0;
-    return true;
+    ++i;
+    r.replay_paused = text(i) != nullptr && text(i)[0] == 't';
+    ++i;
+    r.system_id = text(i) ? static_cast<uint64_t>(std::strtoull(text(i), nullptr, 10)) : 0;
+    r.timeline = int_at(++i);
+    r.connections = int_at(++i);
+    r.max_connections = int_at(++i);
+    r.pool.active = int_at(++i);
+    r.pool.idle = int_at(++i);
+    r.pool.idle_in_xact = int_at(++i);
+    r.pool.waiting = int_at(++i);
+    r.pool.reserved = int_at(++i);
+    copy_str(r.slot_name, sizeof r.slot_name, text(++i));
+    copy_str(r.app_name, sizeof r.app_name, text(++i));
+    r.receiver_timeline = int_at(++i);
+    ++i;
+    r.started_at = text(i) ? int64_at(i) - kUnixToPgEpoch : 0;
+    static_assert(kCount == 18);
+    return ++i == kCount;
 }
 
 // SHOW POOLS columns vary across pgbouncer versions: look them up by name.

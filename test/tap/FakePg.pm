@@ -306,12 +306,15 @@ sub _answer
 		# replica_router's poll query: 18 columns, one row (a standby in
 		# recovery, streaming nothing, on timeline 1).
 		my @cols = (
-			[ pg_is_in_recovery => 16 ], [ receive => 3220 ], [ replay => 3220 ], [ replay_ts => 20 ],
-			[ paused => 16 ], [ system_identifier => 20 ], [ timeline => 23 ], [ total => 20 ],
+			[ in_recovery => 16 ], [ receive_lsn => 20 ], [ replay_lsn => 20 ], [ replay_ts => 20 ],
+			[ replay_paused => 16 ], [ system_identifier => 20 ], [ timeline => 23 ], [ connections => 20 ],
 			[ max_connections => 23 ], [ active => 20 ], [ idle => 20 ], [ idle_in_xact => 20 ],
 			[ waiting => 20 ], [ reserved => 23 ], [ slot_name => 25 ], [ application_name => 25 ],
-			[ received_tli => 23 ], [ started => 20 ]);
-		my @vals = ('t', $self->{lsn}, $self->{lsn}, undef, 'f', $self->{system_identifier}, '1', '1', '100',
+			[ receiver_tli => 23 ], [ started_at => 20 ]);
+		# LSNs as the poll query returns them: bytes since 0/0.
+		my ($hi, $lo) = map { hex } split m{/}, $self->{lsn};
+		my $lsn = $hi * 4294967296 + $lo;
+		my @vals = ('t', $lsn, $lsn, undef, 'f', $self->{system_identifier}, '1', '1', '100',
 			'0', '1', '0', '0', '3', undef, 'fakepg', undef, '1000000000000000');
 		return _row_description(@cols) . _data_row(@vals) . _complete('SELECT 1') . _ready();
 	}
