@@ -65,6 +65,34 @@ void shmem_install_hooks();
 // Errors out when the library was not preloaded (no shared state).
 SharedState *shmem_require();
 
+// Copies a shared table (shared->nodes, ->pools, ->slots) out under the
+// shared lock into palloc'd memory, empty until the worker has published.
+// The memory is allocated before the lock is taken, again if the table grew
+// in between: nothing allocates under the lock.
+template <typename Row, typename Table>
+Row *shmem_copy_out(const Table &table, std::size_t *n)
+{
+    SharedState *s = shmem_require();
+    std::size_t room = 0;
+    Row *rows = nullptr;
+    for (;;) {
+        LWLockAcquire(s->lock, LW_SHARED);
+        std::size_t have = s->hints_ready ? table.size() : 0;
+        if (rows != nullptr && have <= room) {
+            if (have > 0)
+                memcpy(rows, table.data(), sizeof(Row) * have);
+            LWLockRelease(s->lock);
+            *n = have;
+            return rows;
+        }
+        LWLockRelease(s->lock);
+        if (rows != nullptr)
+            pfree(rows);
+        room = have;
+        rows = static_cast<Row *>(palloc(sizeof(Row) * (room > 0 ? room : 1)));
+    }
+}
+
 // After this backend changed the registry or routes, waits (briefly) until
 // the worker has published them, so the session reads its own changes.
 void await_own_changes();

@@ -10,33 +10,25 @@ namespace rr {
 
 namespace {
 
-// Copies a shared table out under the shared lock into palloc'd memory.
-template <typename Row, typename Table>
-Row *copy_out(const Table &table, std::size_t *n)
-{
-    SharedState *s = shmem_require();
-    LWLockAcquire(s->lock, LW_SHARED);
-    *n = s->hints_ready ? table.size() : 0;
-    Row *rows = static_cast<Row *>(palloc(sizeof(Row) * (*n > 0 ? *n : 1)));
-    if (*n > 0)
-        memcpy(rows, table.data(), sizeof(Row) * *n);
-    LWLockRelease(s->lock);
-    return rows;
-}
-
 Datum pools(FunctionCallInfo fcinfo)
 {
     ReturnSetInfo *rsinfo = materialize(fcinfo);
     std::size_t n = 0;
-    PoolRow *rows = copy_out<PoolRow>(shmem_require()->pools, &n);
+    PoolRow *rows = shmem_copy_out<PoolRow>(shmem_require()->pools, &n);
+    RowBuilder<10> row;
     for (std::size_t i = 0; i < n; ++i) {
         const PoolRow &p = rows[i];
-        Datum v[10] = {Int32GetDatum(p.node_id), CStringGetTextDatum(p.database), CStringGetTextDatum(p.user),
-                       Int32GetDatum(p.cl_active), Int32GetDatum(p.cl_waiting), Int32GetDatum(p.sv_active),
-                       Int32GetDatum(p.sv_idle), Int32GetDatum(p.sv_used), interval_datum(p.maxwait),
-                       CStringGetTextDatum(p.pool_mode)};
-        bool nulls[10] = {};
-        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+        row.add(Int32GetDatum(p.node_id));
+        row.add(CStringGetTextDatum(p.database));
+        row.add(CStringGetTextDatum(p.user));
+        row.add(Int32GetDatum(p.cl_active));
+        row.add(Int32GetDatum(p.cl_waiting));
+        row.add(Int32GetDatum(p.sv_active));
+        row.add(Int32GetDatum(p.sv_idle));
+        row.add(Int32GetDatum(p.sv_used));
+        row.add(interval_datum(p.maxwait));
+        row.add(CStringGetTextDatum(p.pool_mode));
+        row.put(rsinfo);
     }
     return (Datum) 0;
 }
@@ -45,12 +37,13 @@ Datum slots(FunctionCallInfo fcinfo)
 {
     ReturnSetInfo *rsinfo = materialize(fcinfo);
     std::size_t n = 0;
-    SlotTrack *rows = copy_out<SlotTrack>(shmem_require()->slots, &n);
+    SlotTrack *rows = shmem_copy_out<SlotTrack>(shmem_require()->slots, &n);
+    RowBuilder<3> row;
     for (std::size_t i = 0; i < n; ++i) {
-        Datum v[3] = {CStringGetTextDatum(rows[i].name), BoolGetDatum(rows[i].active),
-                      TimestampTzGetDatum(rows[i].inactive_since)};
-        bool nulls[3] = {false, false, rows[i].inactive_since == 0};
-        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+        row.add(CStringGetTextDatum(rows[i].name));
+        row.add(BoolGetDatum(rows[i].active));
+        row.add(TimestampTzGetDatum(rows[i].inactive_since), rows[i].inactive_since == 0);
+        row.put(rsinfo);
     }
     return (Datum) 0;
 }
@@ -66,10 +59,14 @@ Datum primary_stats(FunctionCallInfo fcinfo)
     TupleDesc desc;
     if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
         elog(ERROR, "return type must be a row type");
-    Datum v[5] = {Float8GetDatum(p.wal_rate), BoolGetDatum(p.has_bouncer), BoolGetDatum(p.bouncer_ok),
-                  TimestampTzGetDatum(p.bouncer_last_success), CStringGetTextDatum(p.bouncer_error)};
-    bool nulls[5] = {!ready, !ready, !p.has_bouncer, p.bouncer_last_success == 0, p.bouncer_error[0] == '\0'};
-    return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), v, nulls));
+    RowBuilder<5> row;
+    row.add(Float8GetDatum(p.wal_rate), !ready);
+    row.add(BoolGetDatum(p.has_bouncer), !ready);
+    row.add(BoolGetDatum(p.bouncer_ok), !p.has_bouncer);
+    row.add(TimestampTzGetDatum(p.bouncer_last_success), p.bouncer_last_success == 0);
+    row.add(CStringGetTextDatum(p.bouncer_error), p.bouncer_error[0] == '\0');
+    row.check(desc);
+    return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), row.values, row.nulls));
 }
 
 } // namespace

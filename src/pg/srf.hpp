@@ -23,6 +23,36 @@ inline ReturnSetInfo *materialize(FunctionCallInfo fcinfo)
     return rsinfo;
 }
 
+// One result row, filled column by column in order (values[i++]); put()
+// checks the count against the result's descriptor, so a column added on one
+// side only is an error, not a shifted row.
+template <int N>
+struct RowBuilder {
+    Datum values[N];
+    bool nulls[N] = {};
+    int i = 0;
+
+    void add(Datum d, bool isnull = false)
+    {
+        if (i >= N)
+            elog(ERROR, "replica_router: more than %d result columns", N);
+        values[i] = d;
+        nulls[i] = isnull;
+        ++i;
+    }
+    void check(TupleDesc desc) const
+    {
+        if (i != N || desc->natts != N)
+            elog(ERROR, "replica_router: built %d columns of %d for a result of %d", i, N, desc->natts);
+    }
+    void put(ReturnSetInfo *rsinfo)
+    {
+        check(rsinfo->setDesc);
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+        i = 0;
+    }
+};
+
 inline Datum interval_datum(Micros us)
 {
     Interval *iv = static_cast<Interval *>(palloc0(sizeof(Interval)));
