@@ -15,7 +15,11 @@ SRC=$(cd "$(dirname "$0")/.." && pwd)
 SUITES=${RR_SUITES:-"unit regress isolation pgtap tap"}
 
 "$SRC/scripts/deps.sh" || exit 1
-export PATH=/usr/lib/postgresql/15/bin:$PATH
+# RR_PGROOT=/some/dir: build, install and test against a private copy of
+# PostgreSQL there (scripts/private-pg.sh), leaving the system's untouched.
+PGBIN=/usr/lib/postgresql/15/bin
+[ -n "${RR_PGROOT:-}" ] && { PGBIN=$("$SRC/scripts/private-pg.sh" "$RR_PGROOT") || exit 1; }
+export PGBIN CL_PGBIN=$PGBIN PATH=$PGBIN:$PATH
 
 # Build and test in a private copy the postgres user owns (servers refuse to
 # run as root), so concurrent runs never share object files or test dirs.
