@@ -981,6 +981,29 @@ void wait_and_advance()
             advance_probe(p, now);
 }
 
+// replica_router.observe = off on a standby: no polls, nothing published
+// (the standby answers from the replicated hints); wakes on reload and checks
+// for promotion every second.
+void stand_by()
+{
+    if (shared->hints_ready || !state->nodes.empty()) {
+        close_all();
+        state->nodes.clear();
+        state->choice = PrimaryChoice{};
+        LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+        shared->hints_ready = false;
+        shared->routes_ready = false;
+        shared->nodes.clear();
+        shared->elected = ElectedPrimary{};
+        LWLockRelease(shared->lock);
+        state->next_registry_load = 0;  // reread at once when observing again
+        state->next_tick = 0;
+    }
+    int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
+    if (rc & WL_LATCH_SET)
+        ResetLatch(MyLatch);
+}
+
 void run_loop()
 {
     for (;;) {
@@ -994,6 +1017,10 @@ void run_loop()
                 state->next_heartbeat = due;
         }
         Micros now = GetCurrentTimestamp();
+        if (RecoveryInProgress() && !rr_observe) {
+            stand_by();
+            continue;
+        }
 
         // On a standby, registry changes arrive by replay: reread once WAL
         // has moved (at most every kReplayRecheck).
