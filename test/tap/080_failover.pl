@@ -198,6 +198,8 @@ like(ask($s1, "SELECT reason FROM replica_router.recommend('read')"), qr/healthy
 ###############################################################################
 {
 	$p->stop('fast');
+	# pg_rewind copies the source's configuration files: keep p's own.
+	my $conf = slurp_file($p->data_dir . '/postgresql.conf');
 	my ($stdout, $stderr);
 	my $ok = IPC::Run::run(
 		[
@@ -206,6 +208,9 @@ like(ask($s1, "SELECT reason FROM replica_router.recommend('read')"), qr/healthy
 		],
 		'>', \$stdout, '2>', \$stderr);
 	ok($ok, 'pg_rewind of the old primary from s1') or diag($stderr);
+	open(my $fh, '>', $p->data_dir . '/postgresql.conf') or die $!;
+	print $fh $conf;
+	close $fh;
 	$p->enable_streaming($s1);
 	$p->start;
 	for my $n ($s1, $s2, $p)
