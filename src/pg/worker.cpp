@@ -121,6 +121,7 @@ struct WorkerState {
     Lsn primary_seen = 0;        // the chosen primary's newest WAL position seen
     XLogRecPtr replay_seen = 0;  // observers reread the registry when replay moves
     Micros last_registry_load = 0;
+    bool was_in_recovery = false;
 };
 
 WorkerState *state = nullptr;
@@ -420,6 +421,7 @@ void choose(Micros now)
                                                                   : "none reachable";
         if (c.kind != PrimaryChoice::Kind::member || c.index != before.index)
             state->primary_seen = c.lsn;
+        state->next_heartbeat = now;  // the heartbeat names the primary: rewrite it at once
         pg_call([&] {
             ereport(LOG, (errmsg("replica_router: the primary is %s%s (timeline %u, %d member%s streaming from it)",
                                  name, c.kind == PrimaryChoice::Kind::local && c.index >= 0 ? ", this server" : "",
@@ -1017,10 +1019,20 @@ void run_loop()
                 state->next_heartbeat = due;
         }
         Micros now = GetCurrentTimestamp();
-        if (RecoveryInProgress() && !rr_observe) {
+        bool in_recovery = RecoveryInProgress();
+        if (in_recovery && !rr_observe) {
             stand_by();
             continue;
         }
+        if (state->was_in_recovery && !in_recovery) {
+            // Promoted: this worker now writes. Choose first, so that the
+            // first heartbeat names this server.
+            ereport(LOG, (errmsg("replica_router worker: this server was promoted; writing hints from now on")));
+            cpp_step("choosing the primary", [now] { choose(now); });
+            state->next_heartbeat = now;
+            state->dirty = true;
+        }
+        state->was_in_recovery = in_recovery;
 
         // On a standby, registry changes arrive by replay: reread once WAL
         // has moved (at most every kReplayRecheck).
