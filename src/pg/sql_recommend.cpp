@@ -165,19 +165,16 @@ TupleDesc result_desc(FunctionCallInfo fcinfo)
 
 Datum answer_datum(FunctionCallInfo fcinfo, const Answer &a)
 {
-    TupleDesc desc = result_desc(fcinfo);
-    Datum v[7];
-    bool nulls[7] = {false, false, false, false, false, false, false};
-    v[0] = CStringGetTextDatum(a.node);
-    v[1] = CStringGetTextDatum(a.host);
-    v[2] = Int32GetDatum(a.port);
-    v[3] = CStringGetTextDatum(a.primary ? "primary" : "replica");
-    v[4] = interval_datum(a.lag < 0 ? 0 : a.lag);
-    v[5] = Int64GetDatum(a.lag_bytes < 0 ? 0 : a.lag_bytes);
-    v[6] = CStringGetTextDatum(a.reason);
-    return HeapTupleGetDatum(heap_form_tuple(desc, v, nulls));
+    RowBuilder<7> row;
+    row.add(CStringGetTextDatum(a.node));
+    row.add(CStringGetTextDatum(a.host));
+    row.add(Int32GetDatum(a.port));
+    row.add(CStringGetTextDatum(a.primary ? "primary" : "replica"));
+    row.add(interval_datum(a.lag < 0 ? 0 : a.lag));
+    row.add(Int64GetDatum(a.lag_bytes < 0 ? 0 : a.lag_bytes));
+    row.add(CStringGetTextDatum(a.reason));
+    return row.tuple(result_desc(fcinfo));
 }
-
 
 Datum recommend(FunctionCallInfo fcinfo)
 {
@@ -283,14 +280,18 @@ void resolve_shared(const SharedState &s, const Args &args, Snapshot &snap) noex
 void put_candidate(ReturnSetInfo *rsinfo, int rank, const char *node, const char *host, int port, bool primary,
                    bool qualified, const char *state, Micros lag, int64_t lag_bytes, const char *reason)
 {
-    Datum v[10] = {Int32GetDatum(rank),       CStringGetTextDatum(node),
-                   CStringGetTextDatum(host), Int32GetDatum(port),
-                   CStringGetTextDatum(primary ? "primary" : "replica"),
-                   BoolGetDatum(qualified),   CStringGetTextDatum(state),
-                   interval_datum(lag),       Int64GetDatum(lag_bytes),
-                   CStringGetTextDatum(reason)};
-    bool nulls[10] = {rank <= 0, false, false, false, false, false, false, lag < 0, lag_bytes < 0, false};
-    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+    RowBuilder<10> row;
+    row.add(Int32GetDatum(rank), rank <= 0);
+    row.add(CStringGetTextDatum(node));
+    row.add(CStringGetTextDatum(host));
+    row.add(Int32GetDatum(port));
+    row.add(CStringGetTextDatum(primary ? "primary" : "replica"));
+    row.add(BoolGetDatum(qualified));
+    row.add(CStringGetTextDatum(state));
+    row.add(interval_datum(lag), lag < 0);
+    row.add(Int64GetDatum(lag_bytes), lag_bytes < 0);
+    row.add(CStringGetTextDatum(reason));
+    row.put(rsinfo);
 }
 
 // Every node for an operation: qualified replicas ranked as recommend() would
