@@ -68,6 +68,14 @@ struct NodeHint {
     char error[kErrorLen];
     char slot_name[kNameLen];  // WAL receiver's slot, to match pg_stat_replication
     char app_name[kNameLen];   // WAL receiver's application_name, the fallback match
+    // Poll timing (rto.hpp) and the age of the figures (issue #12).
+    Micros poll_since;     // start of the poll in flight, 0 = none
+    Micros rto;            // how long a poll may take before the replica is slow (0 = not judged)
+    Micros srtt;           // smoothed poll round trip, 0 = no sample yet
+    bool slow;             // the poll in flight is overdue: left out of routing until it answers
+    Micros lag_at;         // when `lag` / `replay_lsn` were true: the last good poll's start (0 = unknown)
+    Lsn primary_lsn;       // the primary's WAL write position at lag_at
+    Micros next_try;       // failing replica backed off: next poll not before this (0 = next tick)
 };
 
 // One pool of a pgbouncer in front of a node (SHOW POOLS).

@@ -20,8 +20,9 @@ enum class NodeState : uint8_t {
     diverged,
     stale,
     disabled,
+    slow,  // judged when read, like stale: a poll is overdue (rto.hpp)
 };
-constexpr std::size_t kStateCount = 10;
+constexpr std::size_t kStateCount = 11;
 
 enum class Severity : uint8_t { ok, warning, critical };
 
@@ -48,6 +49,8 @@ inline constexpr StateInfo kStates[kStateCount] = {
      "in recovery, but off the primary's timeline history"},
     {NodeState::stale, "stale", Severity::critical, false, false, "no successful poll for stale_after"},
     {NodeState::disabled, "disabled", Severity::ok, false, false, "enabled = false in the registry"},
+    {NodeState::slow, "slow", Severity::warning, true, false,
+     "healthy or lagging, but its poll is overdue beyond its usual round trip; routed again once it answers"},
 };
 
 constexpr const StateInfo &state_info(NodeState s) noexcept

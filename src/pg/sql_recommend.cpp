@@ -98,6 +98,9 @@ void parse_args(FunctionCallInfo fcinfo, Args &a)
         a.in.zone = a.zone;
     }
     a.in.now = judge_time();
+    // max_lag holds at answer time; a replica that had replayed past the
+    // primary's current position needs no allowance for its poll's age.
+    a.in.primary_lsn = RecoveryInProgress() ? 0 : GetXLogWriteRecPtr();
     a.in.stale_after = static_cast<Micros>(rr_stale_after_ms) * 1000;
     a.in.default_max_lag = static_cast<Micros>(rr_max_lag_ms) * 1000;
     a.in.default_balance = static_cast<Balance>(rr_balance);
