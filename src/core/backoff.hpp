@@ -13,7 +13,7 @@ namespace rr {
 
 struct BackoffPolicy {
     uint32_t free_failures = 3;          // failures in a row retried at the poll interval
-    Micros cap = 30'000'000;             // longest wait between tries
+    Micros cap = 10'000'000;             // longest wait between tries (replica_router.retry_max_interval)
 };
 
 // Delay before the next try after `failures` failures in a row (1 = the

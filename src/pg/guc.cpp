@@ -35,6 +35,7 @@ int rr_lag_hysteresis_pct = 20;
 bool rr_strict_operations = false;
 int rr_standby_max_hint_age_ms = 120000;
 int rr_slow_poll_floor_ms = 100;
+int rr_retry_max_interval_ms = 10000;
 
 namespace {
 
@@ -73,6 +74,12 @@ void define_routing_gucs()
                             "less than this. At or above query_timeout, replicas are never judged slow.",
                             &rr_slow_poll_floor_ms, 100, 1, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
                             nullptr);
+    DefineCustomIntVariable("replica_router.retry_max_interval",
+                            "Longest pause between tries of a replica that keeps failing.",
+                            "After three failures in a row the pause doubles per failure (with jitter) up to this; "
+                            "at or below poll_interval there is no back-off.",
+                            &rr_retry_max_interval_ms, 10000, 10, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, nullptr,
+                            nullptr, nullptr);
 }
 
 void define_threshold_ms(const char *name, const char *desc, int *var, int def)

@@ -415,7 +415,9 @@ void note_poll_end(Tracked &t, bool ok, Micros now)
         h.next_try = 0;
     } else {
         Micros interval = static_cast<Micros>(rr_poll_interval_ms) * 1000;
-        Micros delay = retry_delay(h.failures + 1, interval, pg_prng_uint64(&pg_global_prng_state));
+        BackoffPolicy policy;
+        policy.cap = static_cast<Micros>(rr_retry_max_interval_ms) * 1000;
+        Micros delay = retry_delay(h.failures + 1, interval, pg_prng_uint64(&pg_global_prng_state), policy);
         h.next_try = delay > 0 ? now + delay : 0;
     }
 }

@@ -204,7 +204,7 @@ $rr->wait_rounds(8);
 	push @figures, sprintf('stopped replica: %d tries in %.1f s with back-off (%d without)', $tries, $span, $span * 4);
 	$s2->start;
 	my $back = $rr->wait_state('s2', 'healthy', 40);
-	ok(defined $back, sprintf('s2 restarted: healthy again after %.1f s (back-off at most 30 s)', $back // -1));
+	ok(defined $back, sprintf('s2 restarted: healthy again after %.1f s (back-off at most 10 s)', $back // -1));
 }
 
 note("figures:\n" . join("\n", @figures));

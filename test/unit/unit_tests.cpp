@@ -795,7 +795,11 @@ void backoff_tests()
         CHECK(d6 >= 4 * I && d6 <= 8 * I);
         // Bounded.
         Micros d40 = retry_delay(40, I, r);
-        CHECK(d40 >= 15 * S && d40 <= 30 * S);
+        CHECK(d40 >= 5 * S && d40 <= 10 * S);
+        BackoffPolicy p30;
+        p30.cap = 30 * S;
+        Micros d40b = retry_delay(40, I, r, p30);
+        CHECK(d40b >= 15 * S && d40b <= 30 * S);
     }
     // Jitter actually spreads.
     CHECK(retry_delay(8, I, 0) != retry_delay(8, I, 999'999'937ULL));
