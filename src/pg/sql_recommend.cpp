@@ -138,7 +138,7 @@ void answer_primary(Answer &a, const PrimaryInfo &p, const char *reason)
     copy_str(a.reason, sizeof a.reason, reason);
 }
 
-void answer_replica(Answer &a, const NodeHint &h, const char *reason)
+void answer_replica(Answer &a, const NodeHint &h, const char *reason) noexcept
 {
     copy_str(a.node, sizeof a.node, h.name);
     copy_str(a.host, sizeof a.host, h.host);
@@ -190,7 +190,7 @@ Datum answer_datum(FunctionCallInfo fcinfo, const Answer &a)
 
 Datum recommend(FunctionCallInfo fcinfo)
 {
-    SharedState *s = shmem_require();
+    (void) shmem_require();  // preloaded, before anything else
     Args args;
     parse_args(fcinfo, args);
     await_own_changes();
@@ -202,17 +202,18 @@ Datum recommend(FunctionCallInfo fcinfo)
         return answer_datum(fcinfo, a);
     }
 
-    uint64 ticket = pg_atomic_fetch_add_u64(&s->ticket, 1);
-    LWLockAcquire(s->lock, LW_SHARED);
-    bool ready = s->hints_ready;
-    if (ready) {
-        args.in.routes = s->routes_ready ? s->routes.data() : nullptr;
-        args.in.nroutes = s->routes_ready ? s->routes.size() : 0;
-        decide(args.in, s->nodes.data(), s->nodes.size(), ticket, d);
+    uint64 ticket = shmem_next_ticket();
+    bool ready = shmem_read([&](const SharedState &s) noexcept {
+        if (!s.hints_ready)
+            return false;
+        DecideInput in = args.in;
+        in.routes = s.routes_ready ? s.routes.data() : nullptr;
+        in.nroutes = s.routes_ready ? s.routes.size() : 0;
+        decide(in, s.nodes.data(), s.nodes.size(), ticket, d);
         if (d.outcome == Outcome::replica)
-            answer_replica(a, s->nodes[static_cast<std::size_t>(d.index)], d.reason);
-    }
-    LWLockRelease(s->lock);
+            answer_replica(a, s.nodes[static_cast<std::size_t>(d.index)], d.reason);
+        return true;
+    });
 
     PrimaryInfo primary;
     bool have_primary = false;  // computed only when the answer is the primary
@@ -280,13 +281,12 @@ bool snapshot_fallback(Args &args, Snapshot &snap, StandbyHints &sh)
 
 // The route as resolved under the lock points nowhere into shared memory
 // (Decision holds copies), so resolve_route() runs there directly.
-void resolve_shared(SharedState *s, Args &args, Snapshot &snap)
+void resolve_shared(const SharedState &s, const Args &args, Snapshot &snap) noexcept
 {
-    args.in.routes = s->routes_ready ? s->routes.data() : nullptr;
-    args.in.nroutes = s->routes_ready ? s->routes.size() : 0;
-    resolve_route(args.in, snap.d);
-    args.in.routes = nullptr;
-    args.in.nroutes = 0;
+    DecideInput in = args.in;
+    in.routes = s.routes_ready ? s.routes.data() : nullptr;
+    in.nroutes = s.routes_ready ? s.routes.size() : 0;
+    resolve_route(in, snap.d);
 }
 
 void put_candidate(ReturnSetInfo *rsinfo, int rank, const char *node, const char *host, int port, bool primary,
@@ -306,36 +306,27 @@ void put_candidate(ReturnSetInfo *rsinfo, int rank, const char *node, const char
 // try them, the others with the reason they were left out, then the primary.
 Datum candidates(FunctionCallInfo fcinfo)
 {
-    SharedState *s = shmem_require();
+    (void) shmem_require();
     Args args;
     parse_args(fcinfo, args);
     await_own_changes();
     ReturnSetInfo *rsinfo = materialize(fcinfo);
 
-    // The buffer is allocated before the lock, sized by the registry's
-    // capacity (the worker publishes at most max_replicas nodes); should
-    // there be more, it is reallocated with the lock released and read again.
+    // The buffer is allocated before the lock, for the table's capacity
+    // (max_replicas, fixed at server start).
     Snapshot snap;
-    std::size_t cap = rr_max_replicas > 0 ? static_cast<std::size_t>(rr_max_replicas) : 1;
-    NodeHint *nodes = nullptr;
-    std::size_t n = 0;
-    for (;;) {
-        nodes = static_cast<NodeHint *>(palloc(sizeof(NodeHint) * cap));
-        LWLockAcquire(s->lock, LW_SHARED);
-        snap.ready = s->hints_ready;
-        n = snap.ready ? s->nodes.size() : 0;
-        if (n <= cap) {
-            memcpy(nodes, s->nodes.data(), sizeof(NodeHint) * n);
-            if (snap.ready)
-                resolve_shared(s, args, snap);
-            snap.ticket = pg_atomic_read_u64(&s->ticket);
-            LWLockRelease(s->lock);
-            break;
-        }
-        LWLockRelease(s->lock);
-        pfree(nodes);
-        cap = n;
-    }
+    std::size_t cap = shmem_read([](const SharedState &s) noexcept { return s.nodes.capacity(); });
+    NodeHint *nodes = static_cast<NodeHint *>(palloc(sizeof(NodeHint) * (cap > 0 ? cap : 1)));
+    std::size_t n = shmem_read([&](const SharedState &s) noexcept {
+        snap.ready = s.hints_ready;
+        std::size_t have = snap.ready ? std::min(s.nodes.size(), cap) : 0;
+        if (have > 0)
+            std::memcpy(static_cast<void *>(nodes), s.nodes.data(), sizeof(NodeHint) * have);
+        if (snap.ready)
+            resolve_shared(s, args, snap);
+        snap.ticket = pg_atomic_read_u64(const_cast<pg_atomic_uint64 *>(&s.ticket));
+        return have;
+    });
 
     PrimaryInfo primary;
     if (!snap.ready) {
@@ -466,7 +457,7 @@ void append_conninfo_value(StringInfo out, const char *value, std::size_t len)
 // replicated hints.
 Datum connection_string(FunctionCallInfo fcinfo)
 {
-    SharedState *s = shmem_require();
+    (void) shmem_require();
     Args args;
     parse_args(fcinfo, args);
     await_own_changes();
@@ -475,15 +466,16 @@ Datum connection_string(FunctionCallInfo fcinfo)
     Endpoints &e = endpoints;
     e.count = 0;
     e.hosts_len = 0;
-    LWLockAcquire(s->lock, LW_SHARED);
-    snap.ready = s->hints_ready;
-    snap.ticket = pg_atomic_read_u64(&s->ticket);
-    if (snap.ready) {
-        resolve_shared(s, args, snap);
-        if (rr_enabled && snap.d.target != Target::primary)
-            endpoints_rank(e, s->nodes.data(), s->nodes.size(), snap.d, snap.ticket);
-    }
-    LWLockRelease(s->lock);
+    bool enabled = rr_enabled;
+    shmem_read([&](const SharedState &s) noexcept {
+        snap.ready = s.hints_ready;
+        snap.ticket = pg_atomic_read_u64(const_cast<pg_atomic_uint64 *>(&s.ticket));
+        if (snap.ready) {
+            resolve_shared(s, args, snap);
+            if (enabled && snap.d.target != Target::primary)
+                endpoints_rank(e, s.nodes.data(), s.nodes.size(), snap.d, snap.ticket);
+        }
+    });
 
     PrimaryInfo primary;
     if (!snap.ready) {

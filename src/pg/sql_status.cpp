@@ -73,10 +73,9 @@ Datum hints(FunctionCallInfo fcinfo)
 
 Datum worker_status(FunctionCallInfo fcinfo)
 {
-    SharedState *s = shmem_require();
-    LWLockAcquire(s->lock, LW_SHARED);
-    WorkerStats st = s->stats;
-    LWLockRelease(s->lock);
+    WorkerStatus w = shmem_worker_status();
+    const WorkerStats &st = w.stats;
+    auto count = [&w](Counter c) { return Int64GetDatum(static_cast<int64>(w.counters[static_cast<int>(c)])); };
 
     TupleDesc desc;
     if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
@@ -92,15 +91,15 @@ Datum worker_status(FunctionCallInfo fcinfo)
     nulls[0] = st.pid == 0;
     v[1] = TimestampTzGetDatum(st.started_at);
     nulls[1] = st.started_at == 0;
-    v[2] = Int64GetDatum(static_cast<int64>(st.rounds));
+    v[2] = count(Counter::rounds);
     v[3] = TimestampTzGetDatum(st.last_round_start);
     nulls[3] = st.last_round_start == 0;
     v[4] = interval_datum(st.last_round_duration);
     nulls[4] = st.last_round_start == 0;
-    v[5] = Int64GetDatum(static_cast<int64>(st.polls));
-    v[6] = Int64GetDatum(static_cast<int64>(st.poll_failures));
-    v[7] = Int64GetDatum(static_cast<int64>(st.hint_writes));
-    v[8] = Int64GetDatum(static_cast<int64>(st.write_failures));
+    v[5] = count(Counter::polls);
+    v[6] = count(Counter::poll_failures);
+    v[7] = count(Counter::hint_writes);
+    v[8] = count(Counter::write_failures);
     v[9] = CStringGetTextDatum(st.last_error);
     nulls[9] = st.last_error[0] == '\0';
     v[10] = TimestampTzGetDatum(st.last_error_at);
