@@ -2,14 +2,12 @@
 
 namespace rr {
 
-Micros retry_delay(uint32_t failures, Micros interval, uint64_t random, const BackoffPolicy &p) noexcept
+Micros retry_delay(uint32_t failures, Micros failing_for, Micros interval, uint64_t random,
+                   const BackoffPolicy &p) noexcept
 {
-    if (failures <= p.free_failures || interval <= 0)
+    if (failures <= p.free_failures || interval <= 0 || p.cap <= interval || failing_for < p.cap)
         return 0;
-    uint32_t doublings = failures - p.free_failures;  // 1, 2, ...
-    Micros d = interval;
-    for (uint32_t i = 0; i < doublings && d < p.cap; ++i)
-        d *= 2;
+    Micros d = failing_for / 2;
     if (d > p.cap)
         d = p.cap;
     if (d <= interval)

@@ -77,8 +77,9 @@ void define_routing_gucs()
                             nullptr);
     DefineCustomIntVariable("replica_router.retry_max_interval",
                             "Longest pause between tries of a replica that keeps failing.",
-                            "After three failures in a row the pause doubles per failure (with jitter) up to this; "
-                            "at or below poll_interval there is no back-off.",
+                            "A replica failing for longer than this is retried after a quarter to a half of the time "
+                            "it has been failing, at most this far apart; at or below poll_interval there is no "
+                            "back-off.",
                             &rr_retry_max_interval_ms, 10000, 10, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, nullptr,
                             nullptr, nullptr);
 }

@@ -65,6 +65,7 @@ struct Tracked {
     std::vector<PoolRow> pools;       // its last SHOW POOLS
     RttEstimator rtt;                 // its polls' round trips (slow detection)
     bool on_open = false;             // the poll in flight started on an open connection
+    Micros failing_since = 0;         // first of the failures in a row (back-off), 0 = none
 };
 
 // A poller to wait on: a node's replica probe or pgbouncer probe, or the
@@ -403,11 +404,15 @@ void note_poll_end(Tracked &t, bool ok, Micros now)
         h.lag_at = t.poll_started;
         h.primary_lsn = t.primary_at_start;
         h.next_try = 0;
+        t.failing_since = 0;
     } else {
+        if (h.failures == 0 || t.failing_since == 0)
+            t.failing_since = now;
         Micros interval = static_cast<Micros>(rr_poll_interval_ms) * 1000;
         BackoffPolicy policy;
         policy.cap = static_cast<Micros>(rr_retry_max_interval_ms) * 1000;
-        Micros delay = retry_delay(h.failures + 1, interval, pg_prng_uint64(&pg_global_prng_state), policy);
+        Micros delay = retry_delay(h.failures + 1, now - t.failing_since, interval,
+                                   pg_prng_uint64(&pg_global_prng_state), policy);
         h.next_try = delay > 0 ? now + delay : 0;
     }
 }

@@ -784,27 +784,31 @@ void rto_tests()
 void backoff_tests()
 {
     constexpr Micros I = 250'000;  // poll interval
-    // The first failures are retried at the poll interval: a replica that was
-    // healthy is readmitted as promptly as before.
-    CHECK(retry_delay(1, I, 12345) == 0);
-    CHECK(retry_delay(3, I, 12345) == 0);
-    // Then exponential, with jitter in [d/2, d], never under the interval.
+    // Failing for less than the cap (10 s): retried at the poll interval, so
+    // a replica that restarts or was briefly away is readmitted promptly.
+    CHECK(retry_delay(1, 0, I, 12345) == 0);
+    CHECK(retry_delay(3, 20 * S, I, 12345) == 0);  // the first three failures always
+    CHECK(retry_delay(39, 9 * S, I, 12345) == 0);
+    // Then about half the time it has been failing, with jitter in [d/2, d],
+    // never under the interval, at most the cap.
     for (uint64_t r : {0ULL, 1ULL, 77777ULL, ~0ULL}) {
-        Micros d4 = retry_delay(4, I, r), d6 = retry_delay(6, I, r);
-        CHECK(d4 >= I && d4 <= 2 * I);
-        CHECK(d6 >= 4 * I && d6 <= 8 * I);
-        // Bounded.
-        Micros d40 = retry_delay(40, I, r);
-        CHECK(d40 >= 5 * S && d40 <= 10 * S);
-        BackoffPolicy p30;
-        p30.cap = 30 * S;
-        Micros d40b = retry_delay(40, I, r, p30);
-        CHECK(d40b >= 15 * S && d40b <= 30 * S);
+        Micros d12 = retry_delay(45, 12 * S, I, r);
+        CHECK(d12 >= 3 * S && d12 <= 6 * S);
+        Micros d60 = retry_delay(60, 60 * S, I, r);
+        CHECK(d60 >= 5 * S && d60 <= 10 * S);
+        BackoffPolicy p2;
+        p2.cap = 2 * S;
+        Micros d3 = retry_delay(12, 3 * S, I, r, p2);
+        CHECK(d3 >= 1 * S / 2 && d3 <= 3 * S / 2);
+        Micros d100 = retry_delay(400, 100 * S, I, r, p2);
+        CHECK(d100 >= 1 * S && d100 <= 2 * S);
     }
     // Jitter actually spreads.
-    CHECK(retry_delay(8, I, 0) != retry_delay(8, I, 999'999'937ULL));
-    // A poll interval above the cap: no back-off at all.
-    CHECK(retry_delay(10, 60 * S, 5) == 0);
+    CHECK(retry_delay(80, 30 * S, I, 0) != retry_delay(80, 30 * S, I, 999'999'937ULL));
+    // A cap at or below the poll interval: no back-off at all.
+    BackoffPolicy none;
+    none.cap = I;
+    CHECK(retry_delay(100, 100 * S, I, 5, none) == 0);
     // The status text names the next try.
     NodeHint h = replica("r1", NodeState::down, -1, 0, 0);
     copy_str(h.error, sizeof h.error, "FATAL: password authentication failed");
