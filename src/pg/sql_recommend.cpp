@@ -32,14 +32,20 @@ namespace {
 // (a few ms of resolution, read from the vDSO without touching the clock
 // source) is enough; it costs a fraction of GetCurrentTimestamp(), which was
 // a third of recommend()'s own CPU time on a VM.
+// The coarse clock lags the real time by up to its resolution, which is
+// added, so `now` is never early: max_lag counts a poll's age (issue #12) and
+// must not come out a few milliseconds short.
 Micros judge_time()
 {
 #ifdef CLOCK_REALTIME_COARSE
+    static Micros resolution = -1;
     struct timespec ts;
+    if (resolution < 0)
+        resolution = clock_getres(CLOCK_REALTIME_COARSE, &ts) == 0 ? ts.tv_sec * USECS_PER_SEC + ts.tv_nsec / 1000 : 0;
     if (clock_gettime(CLOCK_REALTIME_COARSE, &ts) == 0)
         return static_cast<Micros>(ts.tv_sec - ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)) *
                    USECS_PER_SEC +
-               ts.tv_nsec / 1000;
+               ts.tv_nsec / 1000 + resolution;
 #endif
     return GetCurrentTimestamp();
 }
@@ -98,6 +104,9 @@ void parse_args(FunctionCallInfo fcinfo, Args &a)
         a.in.zone = a.zone;
     }
     a.in.now = judge_time();
+    // max_lag holds at answer time; a replica that had replayed past the
+    // primary's current position needs no allowance for its poll's age.
+    a.in.primary_lsn = RecoveryInProgress() ? 0 : GetXLogWriteRecPtr();
     a.in.stale_after = static_cast<Micros>(rr_stale_after_ms) * 1000;
     a.in.default_max_lag = static_cast<Micros>(rr_max_lag_ms) * 1000;
     a.in.default_balance = static_cast<Balance>(rr_balance);

@@ -14,9 +14,11 @@
 #include "guard.hpp"
 #include "guc.hpp"
 #include "lag.hpp"
+#include "backoff.hpp"
 #include "members.hpp"
 #include "poller.hpp"
 #include "routing.hpp"
+#include "rto.hpp"
 #include "shmem.hpp"
 #include "slots.hpp"
 #include "state_machine.hpp"
@@ -61,6 +63,9 @@ struct Tracked {
     uint64_t round = 0;
     std::unique_ptr<Poller> bouncer;  // pgbouncer admin console, if registered
     std::vector<PoolRow> pools;       // its last SHOW POOLS
+    RttEstimator rtt;                 // its polls' round trips (slow detection)
+    bool on_open = false;             // the poll in flight started on an open connection
+    Micros failing_since = 0;         // first of the failures in a row (back-off), 0 = none
 };
 
 // A poller to wait on: a node's replica probe or pgbouncer probe, or the
@@ -379,6 +384,68 @@ void load_registry(Micros now)
     });
 }
 
+// Poll timing (issue #12): the round trip feeds the node's RTO, the answer
+// ends a slow spell at once, the figures are dated by the poll's start (the
+// primary position they were measured against), and a failure may back off.
+void note_poll_end(Tracked &t, bool ok, Micros now)
+{
+    NodeHint &h = t.hint;
+    if (ok && t.on_open && t.poll_started != 0)
+        t.rtt.sample(now - t.poll_started);
+    if (h.slow && ok)
+        pg_call([&] {
+            ereport(LOG, (errmsg("replica_router: replica \"%s\" answered after %lld ms: no longer slow", h.name,
+                                 static_cast<long long>((now - t.poll_started) / 1000))));
+        });
+    h.slow = false;
+    h.poll_since = 0;
+    h.srtt = t.rtt.srtt();
+    if (ok) {
+        h.lag_at = t.poll_started;
+        h.primary_lsn = t.primary_at_start;
+        h.next_try = 0;
+        t.failing_since = 0;
+    } else {
+        if (h.failures == 0 || t.failing_since == 0)
+            t.failing_since = now;
+        Micros interval = static_cast<Micros>(rr_poll_interval_ms) * 1000;
+        BackoffPolicy policy;
+        policy.cap = static_cast<Micros>(rr_retry_max_interval_ms) * 1000;
+        Micros delay = retry_delay(h.failures + 1, now - t.failing_since, interval,
+                                   pg_prng_uint64(&pg_global_prng_state), policy);
+        h.next_try = delay > 0 ? now + delay : 0;
+    }
+}
+
+// The RTO a poll starting now is judged by; 0 = not judged (the floor is at
+// or above query_timeout).
+Micros current_rto(const Tracked &t)
+{
+    Micros floor = static_cast<Micros>(rr_slow_poll_floor_ms) * 1000;
+    Micros ceiling = static_cast<Micros>(rr_query_timeout_ms) * 1000;
+    return floor >= ceiling ? 0 : t.rtt.rto(floor, ceiling);
+}
+
+// Marks replicas whose poll is overdue as slow (after the wait has read
+// every socket that fired: an answer that arrived is never counted as late).
+void mark_slow(Micros now)
+{
+    for (Tracked &t : state->nodes) {
+        NodeHint &h = t.hint;
+        if (!t.polling || h.slow || !t.on_open || !poll_overdue(h.poll_since, h.rto, now))
+            continue;
+        h.slow = true;
+        state->dirty = true;
+        if (h.state == NodeState::healthy || h.state == NodeState::lagging)
+            pg_call([&] {
+                ereport(LOG, (errmsg("replica_router: replica \"%s\" is slow: poll unanswered for %lld ms (limit %lld "
+                                     "ms, smoothed round trip %.1f ms); left out of routing until it answers",
+                                     h.name, static_cast<long long>((now - h.poll_since) / 1000),
+                                     static_cast<long long>(h.rto / 1000), static_cast<double>(h.srtt) / 1000.0)));
+            });
+    }
+}
+
 LocalServer local_server()
 {
     LocalServer l;
@@ -488,6 +555,7 @@ void apply_result(Tracked &t, Micros now)
     NodeState before = h.state;
     h.last_poll = now;
     bool ok = r.ok;
+    note_poll_end(t, ok, now);
     if (ok) {
         h.has_result = true;
         h.last_success = now;
@@ -657,8 +725,13 @@ void tick(Micros now)
     for (Tracked &t : state->nodes) {
         if (!t.cfg.enabled || !t.poller || t.poller->busy())  // no poller: a registry sync ran out of memory
             continue;
+        if (t.hint.next_try > now)  // a failing replica, backed off
+            continue;
         t.polling = true;
         t.poll_started = now;
+        t.on_open = t.poller->socket() >= 0;
+        t.hint.poll_since = now;
+        t.hint.rto = current_rto(t);
         t.primary_at_start = primary_lsn;
         t.round = state->round;
         start_probe(*t.poller, now, s, ProbeRef{t.poller.get(), &t, false});
@@ -756,6 +829,10 @@ Micros earliest_deadline(Micros now)
         if (d != 0 && d < until)
             until = d;
     }
+    for (const Tracked &t : state->nodes)  // when a poll becomes overdue (slow)
+        if (t.polling && t.on_open && !t.hint.slow && t.hint.poll_since != 0 && t.hint.rto > 0 &&
+            t.hint.poll_since + t.hint.rto + 1 < until)
+            until = t.hint.poll_since + t.hint.rto + 1;
     return until > now ? until : now;
 }
 
@@ -1035,6 +1112,7 @@ void run_loop()
         wait_and_advance();
 
         now = GetCurrentTimestamp();
+        mark_slow(now);
         close_round_if_done(now);
         if (state->dirty)
             publish();
