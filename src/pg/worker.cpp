@@ -1070,53 +1070,69 @@ void stand_by()
         ResetLatch(MyLatch);
 }
 
+void apply_reload()
+{
+    ConfigReloadPending = false;
+    ProcessConfigFile(PGC_SIGHUP);
+    // A shorter heartbeat applies from the last one, not after the old interval.
+    Micros due = state->last_heartbeat + static_cast<Micros>(rr_heartbeat_s) * 1'000'000;
+    if (due < state->next_heartbeat)
+        state->next_heartbeat = due;
+}
+
+// Follows this server in and out of recovery. False while a standby's worker
+// does not observe (it waited in stand_by()).
+bool follow_recovery(Micros now)
+{
+    bool in_recovery = RecoveryInProgress();
+    if (in_recovery && !rr_observe) {
+        stand_by();
+        return false;
+    }
+    if (state->was_in_recovery && !in_recovery) {
+        // Promoted: this worker now writes. Choose first, so that the first
+        // heartbeat names this server.
+        ereport(LOG, (errmsg("replica_router worker: this server was promoted; writing hints from now on")));
+        cpp_step("choosing the primary", [now] { choose(now); });
+        state->next_heartbeat = now;
+        state->dirty = true;
+    }
+    state->was_in_recovery = in_recovery;
+    return true;
+}
+
+// The registry is read again after a change committed here, on a standby once
+// WAL replay has moved (registry changes arrive that way; at most every
+// kReplayRecheck), and every kRegistryRecheck regardless.
+void reload_registry_if_due(Micros now)
+{
+    bool replayed = false;
+    if (RecoveryInProgress() && now - state->last_registry_load >= kReplayRecheck) {
+        XLogRecPtr replay = GetXLogReplayRecPtr(nullptr);
+        replayed = replay != state->replay_seen;
+        state->replay_seen = replay;
+    }
+    if (!replayed && shmem_generation() == state->generation_seen && now < state->next_registry_load)
+        return;
+    state->last_registry_load = now;
+    bool was_present = state->extension_present;
+    load_registry(now);
+    if (!state->extension_present && was_present)
+        close_all();
+    if (!state->extension_present)
+        state->next_registry_load = now + kAbsentRecheck;
+}
+
 void run_loop()
 {
     for (;;) {
         CHECK_FOR_INTERRUPTS();
-        if (ConfigReloadPending) {
-            ConfigReloadPending = false;
-            ProcessConfigFile(PGC_SIGHUP);
-            // A shorter heartbeat applies from the last one, not after the old interval.
-            Micros due = state->last_heartbeat + static_cast<Micros>(rr_heartbeat_s) * 1'000'000;
-            if (due < state->next_heartbeat)
-                state->next_heartbeat = due;
-        }
+        if (ConfigReloadPending)
+            apply_reload();
         Micros now = GetCurrentTimestamp();
-        bool in_recovery = RecoveryInProgress();
-        if (in_recovery && !rr_observe) {
-            stand_by();
+        if (!follow_recovery(now))
             continue;
-        }
-        if (state->was_in_recovery && !in_recovery) {
-            // Promoted: this worker now writes. Choose first, so that the
-            // first heartbeat names this server.
-            ereport(LOG, (errmsg("replica_router worker: this server was promoted; writing hints from now on")));
-            cpp_step("choosing the primary", [now] { choose(now); });
-            state->next_heartbeat = now;
-            state->dirty = true;
-        }
-        state->was_in_recovery = in_recovery;
-
-        // On a standby, registry changes arrive by replay: reread once WAL
-        // has moved (at most every kReplayRecheck).
-        bool replayed = false;
-        if (RecoveryInProgress() && now - state->last_registry_load >= kReplayRecheck) {
-            XLogRecPtr replay = GetXLogReplayRecPtr(nullptr);
-            replayed = replay != state->replay_seen;
-            state->replay_seen = replay;
-        }
-        if (replayed || shmem_generation() != state->generation_seen ||
-            now >= state->next_registry_load) {
-            state->last_registry_load = now;
-            bool was_present = state->extension_present;
-            load_registry(now);
-            if (!state->extension_present && was_present)
-                close_all();
-            if (!state->extension_present)
-                state->next_registry_load = now + kAbsentRecheck;
-        }
-
+        reload_registry_if_due(now);
         if (state->extension_present && now >= state->next_tick)
             tick(now);
         if (state->dirty)
