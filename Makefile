@@ -59,6 +59,7 @@ tools/%: tools/%.cpp
 		-I$(shell $(PG_CONFIG) --includedir) $< -L$(shell $(PG_CONFIG) --libdir) -lpq $(EXTRA_LDFLAGS) -o $@
 install: install-tools
 install-tools: $(TOOLS)
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
 	$(INSTALL_PROGRAM) $(TOOLS) '$(DESTDIR)$(bindir)/'
 clean: clean-tools
 clean-tools:
