@@ -90,10 +90,14 @@ else not_ok "the package's files are unchanged after the demo"; sed 's/^/    /' 
 t=$SECONDS
 "$SRC/scripts/install-walkthrough.sh" >"$OUT/walkthrough.out" 2>&1
 sed 's/^/  /' "$OUT/walkthrough.out"
-if grep -qE '^walkthrough: [0-9]+ passed, 0 failed' "$OUT/walkthrough.out"; then
-    ok "the README's install section on Debian clusters ($(secs $t))"
+# Each of its checks counts.
+line=$(grep -E '^walkthrough: [0-9]+ passed, [0-9]+ failed' "$OUT/walkthrough.out" | tail -n 1)
+if [ -n "$line" ]; then
+    read -r wp wf < <(sed -E 's/^walkthrough: ([0-9]+) passed, ([0-9]+) failed.*/\1 \2/' <<<"$line")
+    passed=$((passed + wp)) failed=$((failed + wf))
+    echo "walkthrough took $(secs $t)"
 else
-    not_ok "the README's install section on Debian clusters ($(secs $t))"
+    not_ok "the README's install section on Debian clusters: no summary ($(secs $t))"
 fi
 
 summary
