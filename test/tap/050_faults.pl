@@ -323,6 +323,7 @@ $hang = undef;
 # 6. Wrong password: down, and the password appears nowhere
 ###############################################################################
 my $listener = $primary->background_psql('postgres');
+$listener->set_query_timer_restart;  # it lives through many sections: the timeout is per query
 $listener->query_safe('LISTEN replica_router');
 my $notifications = '';
 {
