@@ -68,7 +68,8 @@ else not_ok "installed files are the package's"; sed 's/^/    /' <<<"$out"; fi
 # Every program the tools package ships is on PATH.
 progs=$(dpkg -L "${NAMES[@]}" | grep '^/usr/bin/' || true)
 missing=""
-for p in $progs; do [ "$(command -v "$(basename "$p")")" = "$p" ] && [ -x "$p" ] || missing+=" $p"; done
+# (found from a plain PATH: the suite puts PostgreSQL's bindir first)
+for p in $progs; do [ "$(PATH=/usr/local/bin:/usr/bin:/bin command -v "$(basename "$p")")" = "$p" ] && [ -x "$p" ] || missing+=" $p"; done
 if [ -n "$progs" ] && [ -z "$missing" ]; then ok "programs on PATH:$(for p in $progs; do printf ' %s' "$(basename "$p")"; done)"
 else not_ok "programs on PATH (missing:${missing:- none shipped})"; fi
 
