@@ -59,7 +59,6 @@ tools/%: tools/%.cpp
 		-I$(shell $(PG_CONFIG) --includedir) $< -L$(shell $(PG_CONFIG) --libdir) -lpq $(EXTRA_LDFLAGS) -o $@
 install: install-tools
 install-tools: $(TOOLS)
-	$(MKDIR_P) '$(DESTDIR)$(bindir)'
 	$(INSTALL_PROGRAM) $(TOOLS) '$(DESTDIR)$(bindir)/'
 clean: clean-tools
 clean-tools:
@@ -68,3 +67,10 @@ clean-tools:
 .PHONY: test install-tools clean-tools
 test:
 	./scripts/test.sh
+
+# A DESTDIR install (the Debian packages: pg_buildext) starts from an empty
+# tree, where bindir does not exist yet.
+install-tools: install-bindir
+install-bindir:
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+.PHONY: install-bindir
