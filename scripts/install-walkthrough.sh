@@ -4,8 +4,8 @@
 # (pg_createcluster, pg_ctlcluster, /etc/postgresql/15/<name>/): settings in
 # conf.d on every node, the polling login created on the primary with its
 # pg_hba.conf line on every node and its password in the postgres user's
-# passfile, a standby cloned with pg_basebackup, CREATE EXTENSION and the
-# registration on the primary; then checks recommend() on both nodes.
+# passfile, a standby cloned with pg_basebackup, CREATE EXTENSION and both
+# members registered on the primary; then checks recommend() on both nodes.
 # Root only. Drops the two clusters it made (and only those) at the end,
 # also on failure, and puts the passfile back as it was.
 # Prints "ok - ..." / "not ok - ..." lines and "walkthrough: N passed, N failed".
@@ -104,7 +104,7 @@ check "the worker's settings are read from conf.d" \
 # machine here).
 PASSWORD=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
 [ -f "$PASSFILE" ] && cp -p "$PASSFILE" "$PASSFILE.rr-walk"
-printf '127.0.0.1:%s:postgres:replica_router:%s\n' "$SPORT" "$PASSWORD" >>"$PASSFILE"
+printf '127.0.0.1:*:postgres:replica_router:%s\n' "$PASSWORD" >>"$PASSFILE"
 chown postgres:postgres "$PASSFILE"
 chmod 600 "$PASSFILE"
 check "CREATE ROLE replica_router LOGIN ... IN ROLE pg_monitor on the primary" \
@@ -122,12 +122,16 @@ check "the standby is in recovery" bash -c "[ \"\$(runuser -u postgres -- psql -
 
 # --- The extension and the registration, on the primary.
 check "CREATE EXTENSION replica_router on the primary" sql "$PPORT" "CREATE EXTENSION replica_router" || fail_out
-check "add_replica('s1', 'host=127.0.0.1 port=$SPORT dbname=postgres user=replica_router')" \
-    sql "$PPORT" "SELECT name FROM replica_router.add_replica('s1', 'host=127.0.0.1 port=$SPORT dbname=postgres user=replica_router')" \
-    || fail_out
+# Every member, the primary included (its role is found by polling).
+for m in "p1 $PPORT" "s1 $SPORT"; do
+    set -- $m
+    check "add_node('$1', 'host=127.0.0.1 port=$2 dbname=postgres user=replica_router')" \
+        sql "$PPORT" "SELECT name FROM replica_router.add_node('$1', 'host=127.0.0.1 port=$2 dbname=postgres user=replica_router')" \
+        || fail_out
+done
 healthy() { [ "$(sql "$PPORT" "SELECT state FROM replica_router.status WHERE node = 's1'")" = healthy ]; }
 if wait_for 30 healthy; then ok "the worker reports s1 healthy (polling login, pg_hba line and passfile work)"
-else not_ok "the worker reports s1 healthy" "$(sql "$PPORT" "SELECT state, error FROM replica_router.status WHERE node = 's1'" 2>&1)"; fi
+else not_ok "the worker reports s1 healthy" "$(sql "$PPORT" "SELECT node, role, state, error FROM replica_router.status" 2>&1)"; fi
 check "recommend('read') on the primary: s1 at 127.0.0.1:$SPORT" \
     bash -c "[ \"\$(runuser -u postgres -- psql -X -qAt -h $SOCK -p $PPORT -d postgres -c \"SELECT node, host, port FROM replica_router.recommend('read')\")\" = 's1|127.0.0.1|$SPORT' ]"
 check "recommend('write') on the primary: the primary at primary_host 127.0.0.1:$PPORT" \
@@ -135,8 +139,13 @@ check "recommend('write') on the primary: the primary at primary_host 127.0.0.1:
 standby_answers() {
     [ "$(sql "$SPORT" "SELECT node, host, port FROM replica_router.recommend('read')")" = "s1|127.0.0.1|$SPORT" ]
 }
-if wait_for 30 standby_answers; then ok "recommend('read') on the standby answers s1 from the replicated hints"
+if wait_for 30 standby_answers; then ok "recommend('read') on the standby answers s1"
 else not_ok "recommend('read') on the standby answers s1" "$(sql "$SPORT" "SELECT * FROM replica_router.recommend('read')" 2>&1)"; fi
+standby_writes() {
+    [ "$(sql "$SPORT" "SELECT role, host, port FROM replica_router.recommend('write')")" = "primary|127.0.0.1|$PPORT" ]
+}
+if wait_for 30 standby_writes; then ok "recommend('write') on the standby: the primary at 127.0.0.1:$PPORT"
+else not_ok "recommend('write') on the standby" "$(sql "$SPORT" "SELECT * FROM replica_router.recommend('write')" 2>&1)"; fi
 if out=$(sql "$SPORT" "SELECT replica_router.add_replica('s2', 'host=127.0.0.1 port=1 dbname=postgres')" 2>&1); then
     not_ok "registry functions are refused on the standby (run them on the primary)" "$out"
 else
