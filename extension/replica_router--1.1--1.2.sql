@@ -1,3 +1,4 @@
+-- Built from extension/updates/1.1--1.2.sql by scripts/build-sql.sh: edit that file and extension/objects/.
 -- replica_router 1.1 -> 1.2: who may make the worker connect where.
 \echo Use "ALTER EXTENSION replica_router UPDATE TO '1.2'" to load this file. \quit
 
@@ -336,6 +337,10 @@ RETURNS SETOF record LANGUAGE c IMMUTABLE PARALLEL SAFE AS 'MODULE_PATHNAME', 'r
 COMMENT ON FUNCTION replica_router.states() IS
     'Each routing state: its severity, whether lag thresholds also judge it, whether reads go there, what it means';
 
+-- The lag view: every member's replication, as this node's worker and
+-- pg_stat_replication see it. A member that cannot be reached shows no gaps:
+-- its last positions say nothing now (receive_gap_bytes and replay_gap_bytes
+-- are NULL when lag_bytes is).
 CREATE OR REPLACE VIEW replica_router.lag AS
 WITH h AS (SELECT * FROM replica_router._hints()),
      sr AS (SELECT r.*, s.slot_name AS via_slot,
@@ -363,10 +368,10 @@ SELECT n.name AS node,
        pg_catalog.pg_size_pretty(h.lag_bytes) AS lag_size,
        h.lag AS replay_lag,
        extract(epoch FROM h.lag)::double precision AS replay_lag_seconds,
-       CASE WHEN NOT pg_catalog.pg_is_in_recovery() AND h.receive_lsn IS NOT NULL
+       CASE WHEN NOT pg_catalog.pg_is_in_recovery() AND h.receive_lsn IS NOT NULL AND h.lag_bytes IS NOT NULL
             THEN greatest(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), h.receive_lsn), 0)::bigint
        END AS receive_gap_bytes,
-       CASE WHEN h.receive_lsn IS NOT NULL AND h.replay_lsn IS NOT NULL
+       CASE WHEN h.receive_lsn IS NOT NULL AND h.replay_lsn IS NOT NULL AND h.lag_bytes IS NOT NULL
             THEN greatest(pg_catalog.pg_wal_lsn_diff(h.receive_lsn, h.replay_lsn), 0)::bigint
        END AS replay_gap_bytes,
        h.replay_paused,
@@ -407,7 +412,9 @@ RETURNS record LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'replica_router_worker_
 COMMENT ON FUNCTION replica_router.worker_status() IS
     'The polling worker: pid, rounds, last round, errors, and why the registry or routes could not be read';
 
-CREATE VIEW replica_router.health AS
+-- The health view: one row summing up the cluster. most_lagging names a
+-- replica only when some lag is above 0; the primary member is no replica.
+CREATE OR REPLACE VIEW replica_router.health AS
 WITH w AS (SELECT * FROM replica_router.worker_status()),
      l AS (SELECT * FROM replica_router.lag),
      fresh AS (SELECT w.pid IS NOT NULL
@@ -421,9 +428,9 @@ SELECT replica_router._worst(
            CASE WHEN NOT (SELECT alive FROM fresh) THEN 'critical' END,
            CASE WHEN (SELECT registry_problem FROM w) IS NOT NULL THEN 'critical' END) AS severity,
        (SELECT count(*) FILTER (WHERE state = 'healthy') FROM l)::integer AS healthy_replicas,
-       (SELECT count(*) FROM l)::integer AS registered_replicas,
+       (SELECT count(*) FROM l WHERE state <> 'primary')::integer AS registered_replicas,
        (SELECT max(replay_lag) FROM l) AS max_replay_lag,
-       (SELECT node FROM l WHERE replay_lag IS NOT NULL ORDER BY replay_lag DESC, node LIMIT 1) AS most_lagging,
+       (SELECT node FROM l WHERE replay_lag > interval '0' ORDER BY replay_lag DESC, node LIMIT 1) AS most_lagging,
        (SELECT alive FROM fresh) AS worker_alive,
        (SELECT pid FROM w) AS worker_pid,
        greatest(pg_catalog.clock_timestamp() - (SELECT last_round_start FROM w), interval '0') AS last_round_age,

@@ -5,6 +5,7 @@
 #include "guard.hpp"
 #include "guc.hpp"
 #include "routing.hpp"
+#include "rto.hpp"
 #include "shmem.hpp"
 #include "srf.hpp"
 
@@ -51,7 +52,9 @@ Datum hints(FunctionCallInfo fcinfo)
         row.add(Int32GetDatum(h.connections), unpolled);
         row.add(Int32GetDatum(h.max_connections), unpolled);
         row.add(Int32GetDatum(static_cast<int32>(h.failures)));
-        row.add(CStringGetTextDatum(h.error), h.error[0] == '\0');
+        char error[2 * kErrorLen];
+        poll_error_text(h, now, error, sizeof error);
+        row.add(CStringGetTextDatum(error), error[0] == '\0');
         row.add(Int32GetDatum(h.pool.active), unpolled);
         row.add(Int32GetDatum(h.pool.idle), unpolled);
         row.add(Int32GetDatum(h.pool.idle_in_xact), unpolled);

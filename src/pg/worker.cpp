@@ -14,9 +14,11 @@
 #include "guard.hpp"
 #include "guc.hpp"
 #include "lag.hpp"
+#include "backoff.hpp"
 #include "members.hpp"
 #include "poller.hpp"
 #include "routing.hpp"
+#include "rto.hpp"
 #include "shmem.hpp"
 #include "slots.hpp"
 #include "state_machine.hpp"
@@ -61,6 +63,9 @@ struct Tracked {
     uint64_t round = 0;
     std::unique_ptr<Poller> bouncer;  // pgbouncer admin console, if registered
     std::vector<PoolRow> pools;       // its last SHOW POOLS
+    RttEstimator rtt;                 // its polls' round trips (slow detection)
+    bool on_open = false;             // the poll in flight started on an open connection
+    Micros failing_since = 0;         // first of the failures in a row (back-off), 0 = none
 };
 
 // A poller to wait on: a node's replica probe or pgbouncer probe, or the
@@ -379,6 +384,68 @@ void load_registry(Micros now)
     });
 }
 
+// Poll timing (issue #12): the round trip feeds the node's RTO, the answer
+// ends a slow spell at once, the figures are dated by the poll's start (the
+// primary position they were measured against), and a failure may back off.
+void note_poll_end(Tracked &t, bool ok, Micros now)
+{
+    NodeHint &h = t.hint;
+    if (ok && t.on_open && t.poll_started != 0)
+        t.rtt.sample(now - t.poll_started);
+    if (h.slow && ok)
+        pg_call([&] {
+            ereport(LOG, (errmsg("replica_router: replica \"%s\" answered after %lld ms: no longer slow", h.name,
+                                 static_cast<long long>((now - t.poll_started) / 1000))));
+        });
+    h.slow = false;
+    h.poll_since = 0;
+    h.srtt = t.rtt.srtt();
+    if (ok) {
+        h.lag_at = t.poll_started;
+        h.primary_lsn = t.primary_at_start;
+        h.next_try = 0;
+        t.failing_since = 0;
+    } else {
+        if (h.failures == 0 || t.failing_since == 0)
+            t.failing_since = now;
+        Micros interval = static_cast<Micros>(rr_poll_interval_ms) * 1000;
+        BackoffPolicy policy;
+        policy.cap = static_cast<Micros>(rr_retry_max_interval_ms) * 1000;
+        Micros delay = retry_delay(h.failures + 1, now - t.failing_since, interval,
+                                   pg_prng_uint64(&pg_global_prng_state), policy);
+        h.next_try = delay > 0 ? now + delay : 0;
+    }
+}
+
+// The RTO a poll starting now is judged by; 0 = not judged (the floor is at
+// or above query_timeout).
+Micros current_rto(const Tracked &t)
+{
+    Micros floor = static_cast<Micros>(rr_slow_poll_floor_ms) * 1000;
+    Micros ceiling = static_cast<Micros>(rr_query_timeout_ms) * 1000;
+    return floor >= ceiling ? 0 : t.rtt.rto(floor, ceiling);
+}
+
+// Marks replicas whose poll is overdue as slow (after the wait has read
+// every socket that fired: an answer that arrived is never counted as late).
+void mark_slow(Micros now)
+{
+    for (Tracked &t : state->nodes) {
+        NodeHint &h = t.hint;
+        if (!t.polling || h.slow || !t.on_open || !poll_overdue(h.poll_since, h.rto, now))
+            continue;
+        h.slow = true;
+        state->dirty = true;
+        if (h.state == NodeState::healthy || h.state == NodeState::lagging)
+            pg_call([&] {
+                ereport(LOG, (errmsg("replica_router: replica \"%s\" is slow: poll unanswered for %lld ms (limit %lld "
+                                     "ms, smoothed round trip %.1f ms); left out of routing until it answers",
+                                     h.name, static_cast<long long>((now - h.poll_since) / 1000),
+                                     static_cast<long long>(h.rto / 1000), static_cast<double>(h.srtt) / 1000.0)));
+            });
+    }
+}
+
 LocalServer local_server()
 {
     LocalServer l;
@@ -480,59 +547,51 @@ Lsn reference_lsn()
     return ref;
 }
 
-// Folds a finished poll into the node's hint.
-void apply_result(Tracked &t, Micros now)
+// The figures of a poll that succeeded; this server's own entry is recognised
+// by its cluster and its postmaster's start time (to within the rounding of
+// the epoch's extraction).
+void record_success(Tracked &t, const PollResult &r, Micros now)
 {
-    const PollResult &r = t.poller->result();
     NodeHint &h = t.hint;
-    NodeState before = h.state;
-    h.last_poll = now;
-    bool ok = r.ok;
-    if (ok) {
-        h.has_result = true;
-        h.last_success = now;
-        h.failures = 0;
-        h.in_recovery = r.in_recovery;
-        h.replay_paused = r.replay_paused;
-        h.receive_lsn = r.receive_lsn;
-        h.replay_lsn = r.replay_lsn;
-        h.last_replay_ts = r.has_replay_ts ? r.last_replay_ts : 0;
-        h.system_id = r.system_id;
-        h.timeline = r.timeline;
-        h.connections = r.connections;
-        h.max_connections = r.max_connections;
-        h.pool = r.pool;
-        copy_str(h.slot_name, sizeof h.slot_name, r.slot_name);
-        copy_str(h.app_name, sizeof h.app_name, r.app_name);
-        h.current_lsn = r.current_lsn;
-        h.sender_port = r.sender_port;
-        copy_str(h.sender_host, sizeof h.sender_host, r.sender_host);
-        // Same cluster and a postmaster started at our postmaster's
-        // microsecond: this server itself (to within the rounding of the
-        // epoch's extraction).
-        h.is_local = h.system_id == shmem_system_id() && r.started_at != 0 &&
-                     std::llabs(r.started_at - PgStartTime) <= 1;
-        h.error[0] = '\0';
-        if (!r.host.empty())
-            copy_str(h.host, sizeof h.host, r.host.c_str());
-        if (!r.port.empty())
-            h.port = std::atoi(r.port.c_str());
-        if (r.in_recovery) {
-            h.lag_bytes = t.primary_at_start > r.replay_lsn ? static_cast<int64_t>(t.primary_at_start - r.replay_lsn) : 0;
-            h.lag = state->history.lag(r.replay_lsn, t.primary_at_start, t.poll_started, h.last_replay_ts);
-        } else {
-            h.lag_bytes = -1;
-            h.lag = -1;
-        }
+    h.has_result = true;
+    h.last_success = now;
+    h.failures = 0;
+    h.in_recovery = r.in_recovery;
+    h.replay_paused = r.replay_paused;
+    h.receive_lsn = r.receive_lsn;
+    h.replay_lsn = r.replay_lsn;
+    h.last_replay_ts = r.has_replay_ts ? r.last_replay_ts : 0;
+    h.system_id = r.system_id;
+    h.timeline = r.timeline;
+    h.connections = r.connections;
+    h.max_connections = r.max_connections;
+    h.pool = r.pool;
+    copy_str(h.slot_name, sizeof h.slot_name, r.slot_name);
+    copy_str(h.app_name, sizeof h.app_name, r.app_name);
+    h.current_lsn = r.current_lsn;
+    h.sender_port = r.sender_port;
+    copy_str(h.sender_host, sizeof h.sender_host, r.sender_host);
+    h.is_local = h.system_id == shmem_system_id() && r.started_at != 0 && std::llabs(r.started_at - PgStartTime) <= 1;
+    h.error[0] = '\0';
+    if (!r.host.empty())
+        copy_str(h.host, sizeof h.host, r.host.c_str());
+    if (!r.port.empty())
+        h.port = std::atoi(r.port.c_str());
+    if (r.in_recovery) {
+        h.lag_bytes = t.primary_at_start > r.replay_lsn ? static_cast<int64_t>(t.primary_at_start - r.replay_lsn) : 0;
+        h.lag = state->history.lag(r.replay_lsn, t.primary_at_start, t.poll_started, h.last_replay_ts);
     } else {
-        // The last figures say nothing about a replica we cannot reach.
-        h.failures++;
-        h.lag = -1;
         h.lag_bytes = -1;
-        copy_str(h.error, sizeof h.error, r.error.c_str());
+        h.lag = -1;
     }
+}
 
-    choose(now);
+// What the poll means for the member's state (the state machine's event),
+// with the member chosen as the primary already updated (choose()).
+Event classify(Tracked &t, const PollResult &r)
+{
+    NodeHint &h = t.hint;
+    bool ok = r.ok;
     int self_index = static_cast<int>(&t - state->nodes.data());
     ClassifyInput in{};
     in.enabled = h.enabled;
@@ -560,13 +619,35 @@ void apply_result(Tracked &t, Micros now)
         copy_str(h.error, sizeof h.error, why);
     else if (event == Event::promoted)
         not_primary_reason(h, h.error, sizeof h.error);
+    return event;
+}
+
+// Folds a finished poll into the node's hint.
+void apply_result(Tracked &t, Micros now)
+{
+    const PollResult &r = t.poller->result();
+    NodeHint &h = t.hint;
+    NodeState before = h.state;
+    h.last_poll = now;
+    note_poll_end(t, r.ok, now);
+    if (r.ok) {
+        record_success(t, r, now);
+    } else {
+        // The last figures say nothing about a replica we cannot reach.
+        h.failures++;
+        h.lag = -1;
+        h.lag_bytes = -1;
+        copy_str(h.error, sizeof h.error, r.error.c_str());
+    }
+    choose(now);
+    Event event = classify(t, r);
     h.good_streak = target(before, event) == NodeState::healthy ? h.good_streak + 1 : 0;
     h.state = step(before, event, h.good_streak, static_cast<uint32_t>(rr_recovery_polls));
     if (h.state != before) {
         h.state_since = now;
         pg_call([&] {
             ereport(LOG, (errmsg("replica_router: replica \"%s\" is now %s (was %s)%s%s", h.name, state_name(h.state),
-                                 state_name(before), ok ? "" : ": ", ok ? "" : h.error)));
+                                 state_name(before), r.ok ? "" : ": ", r.ok ? "" : h.error)));
         });
     }
     state->dirty = true;
@@ -657,8 +738,13 @@ void tick(Micros now)
     for (Tracked &t : state->nodes) {
         if (!t.cfg.enabled || !t.poller || t.poller->busy())  // no poller: a registry sync ran out of memory
             continue;
+        if (t.hint.next_try > now)  // a failing replica, backed off
+            continue;
         t.polling = true;
         t.poll_started = now;
+        t.on_open = t.poller->socket() >= 0;
+        t.hint.poll_since = now;
+        t.hint.rto = current_rto(t);
         t.primary_at_start = primary_lsn;
         t.round = state->round;
         start_probe(*t.poller, now, s, ProbeRef{t.poller.get(), &t, false});
@@ -756,6 +842,10 @@ Micros earliest_deadline(Micros now)
         if (d != 0 && d < until)
             until = d;
     }
+    for (const Tracked &t : state->nodes)  // when a poll becomes overdue (slow)
+        if (t.polling && t.on_open && !t.hint.slow && t.hint.poll_since != 0 && t.hint.rto > 0 &&
+            t.hint.poll_since + t.hint.rto + 1 < until)
+            until = t.hint.poll_since + t.hint.rto + 1;
     return until > now ? until : now;
 }
 
@@ -980,53 +1070,69 @@ void stand_by()
         ResetLatch(MyLatch);
 }
 
+void apply_reload()
+{
+    ConfigReloadPending = false;
+    ProcessConfigFile(PGC_SIGHUP);
+    // A shorter heartbeat applies from the last one, not after the old interval.
+    Micros due = state->last_heartbeat + static_cast<Micros>(rr_heartbeat_s) * 1'000'000;
+    if (due < state->next_heartbeat)
+        state->next_heartbeat = due;
+}
+
+// Follows this server in and out of recovery. False while a standby's worker
+// does not observe (it waited in stand_by()).
+bool follow_recovery(Micros now)
+{
+    bool in_recovery = RecoveryInProgress();
+    if (in_recovery && !rr_observe) {
+        stand_by();
+        return false;
+    }
+    if (state->was_in_recovery && !in_recovery) {
+        // Promoted: this worker now writes. Choose first, so that the first
+        // heartbeat names this server.
+        ereport(LOG, (errmsg("replica_router worker: this server was promoted; writing hints from now on")));
+        cpp_step("choosing the primary", [now] { choose(now); });
+        state->next_heartbeat = now;
+        state->dirty = true;
+    }
+    state->was_in_recovery = in_recovery;
+    return true;
+}
+
+// The registry is read again after a change committed here, on a standby once
+// WAL replay has moved (registry changes arrive that way; at most every
+// kReplayRecheck), and every kRegistryRecheck regardless.
+void reload_registry_if_due(Micros now)
+{
+    bool replayed = false;
+    if (RecoveryInProgress() && now - state->last_registry_load >= kReplayRecheck) {
+        XLogRecPtr replay = GetXLogReplayRecPtr(nullptr);
+        replayed = replay != state->replay_seen;
+        state->replay_seen = replay;
+    }
+    if (!replayed && shmem_generation() == state->generation_seen && now < state->next_registry_load)
+        return;
+    state->last_registry_load = now;
+    bool was_present = state->extension_present;
+    load_registry(now);
+    if (!state->extension_present && was_present)
+        close_all();
+    if (!state->extension_present)
+        state->next_registry_load = now + kAbsentRecheck;
+}
+
 void run_loop()
 {
     for (;;) {
         CHECK_FOR_INTERRUPTS();
-        if (ConfigReloadPending) {
-            ConfigReloadPending = false;
-            ProcessConfigFile(PGC_SIGHUP);
-            // A shorter heartbeat applies from the last one, not after the old interval.
-            Micros due = state->last_heartbeat + static_cast<Micros>(rr_heartbeat_s) * 1'000'000;
-            if (due < state->next_heartbeat)
-                state->next_heartbeat = due;
-        }
+        if (ConfigReloadPending)
+            apply_reload();
         Micros now = GetCurrentTimestamp();
-        bool in_recovery = RecoveryInProgress();
-        if (in_recovery && !rr_observe) {
-            stand_by();
+        if (!follow_recovery(now))
             continue;
-        }
-        if (state->was_in_recovery && !in_recovery) {
-            // Promoted: this worker now writes. Choose first, so that the
-            // first heartbeat names this server.
-            ereport(LOG, (errmsg("replica_router worker: this server was promoted; writing hints from now on")));
-            cpp_step("choosing the primary", [now] { choose(now); });
-            state->next_heartbeat = now;
-            state->dirty = true;
-        }
-        state->was_in_recovery = in_recovery;
-
-        // On a standby, registry changes arrive by replay: reread once WAL
-        // has moved (at most every kReplayRecheck).
-        bool replayed = false;
-        if (RecoveryInProgress() && now - state->last_registry_load >= kReplayRecheck) {
-            XLogRecPtr replay = GetXLogReplayRecPtr(nullptr);
-            replayed = replay != state->replay_seen;
-            state->replay_seen = replay;
-        }
-        if (replayed || shmem_generation() != state->generation_seen ||
-            now >= state->next_registry_load) {
-            state->last_registry_load = now;
-            bool was_present = state->extension_present;
-            load_registry(now);
-            if (!state->extension_present && was_present)
-                close_all();
-            if (!state->extension_present)
-                state->next_registry_load = now + kAbsentRecheck;
-        }
-
+        reload_registry_if_due(now);
         if (state->extension_present && now >= state->next_tick)
             tick(now);
         if (state->dirty)
@@ -1035,6 +1141,7 @@ void run_loop()
         wait_and_advance();
 
         now = GetCurrentTimestamp();
+        mark_slow(now);
         close_round_if_done(now);
         if (state->dirty)
             publish();
