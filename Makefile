@@ -8,7 +8,11 @@ CORE_SRCS = $(wildcard src/core/*.cpp)
 PG_SRCS = $(wildcard src/pg/*.cpp)
 SRCS = $(CORE_SRCS) $(PG_SRCS)
 OBJS = $(SRCS:.cpp=.o)
-DATA = $(wildcard extension/replica_router--*.sql)
+# Update scripts of unreleased versions are built from extension/updates and
+# extension/objects (scripts/build-sql.sh); released ones are plain files.
+SQL_BUILT = $(patsubst extension/updates/%.sql,extension/replica_router--%.sql,$(wildcard extension/updates/*.sql))
+DATA = $(filter-out $(SQL_BUILT),$(wildcard extension/replica_router--*.sql))
+DATA_built = $(SQL_BUILT)
 
 PG_CONFIG ?= pg_config
 
@@ -42,6 +46,9 @@ include $(PGXS)
 # The TAP files' own modules (RRTest.pm, FakePg.pm); PROVE_FLAGS stays free
 # for the caller (e.g. PROVE_FLAGS=--verbose).
 PG_PROVE_FLAGS += -I test/tap
+
+$(SQL_BUILT): extension/replica_router--%.sql: extension/updates/%.sql $(wildcard extension/objects/*.sql) scripts/build-sql.sh
+	scripts/build-sql.sh
 
 # Headers are few and shared: any change rebuilds every object.
 $(OBJS): $(wildcard src/core/*.hpp src/pg/*.hpp)

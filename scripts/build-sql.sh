@@ -4,10 +4,11 @@
 # line "-- @include objects/NAME.sql" replaced by that file. An object changed
 # since 1.0 has its current definition in extension/objects/ (one place to
 # read and edit it); the update that changes it includes it instead of
-# copying it. Once a version is released its update script is frozen: its
-# source leaves extension/updates/ and the built file stays as it is.
+# copying it. make (and CMake) run this. Once a version is released its update
+# script is frozen: the built file is committed and its source leaves
+# extension/updates/.
 #   --check   build into a temporary directory and fail when a built file in
-#             extension/ differs from its sources (run by the unit suite)
+#             extension/ differs from its sources
 set -euo pipefail
 cd "$(dirname "$0")/../extension"
 check=0

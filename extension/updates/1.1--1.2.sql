@@ -108,199 +108,21 @@ ALTER TABLE replica_router.routes ADD CONSTRAINT routes_max_lag_check
 ------------------------------------------------------------------------------
 -- Registry functions: run as the caller, so the owner triggers see who it is
 ------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION replica_router._check_conninfo(name text, conninfo text, what text DEFAULT 'connection string')
-RETURNS void
-    LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    problem text;
-BEGIN
-    IF conninfo IS NULL THEN
-        RAISE EXCEPTION '% must not be null', what USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF btrim(conninfo) = '' THEN
-        RAISE EXCEPTION '% for replica "%" is empty', what, name
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'An empty connection string would make the worker connect to this server itself.',
-                  HINT = 'Name the host, e.g. ''host=10.0.0.2 port=5432 dbname=postgres''.';
-    END IF;
-    IF octet_length(conninfo) >= 1024 THEN
-        RAISE EXCEPTION '% for replica "%" is too long', what, name
-            USING ERRCODE = 'string_data_right_truncation',
-                  DETAIL = format('It is %s bytes; the limit is 1023.', octet_length(conninfo));
-    END IF;
-    problem := replica_router._conninfo_error(conninfo);
-    IF problem IS NOT NULL THEN
-        RAISE EXCEPTION 'invalid % for replica "%"', what, name
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = problem,
-                  HINT = 'Use libpq syntax, e.g. ''host=10.0.0.2 port=5432 user=replica_router dbname=postgres''.';
-    END IF;
-END
-$$;
+-- @include objects/_check_conninfo.sql
 
-CREATE OR REPLACE FUNCTION replica_router.add_replica(
-    name text, conninfo text, weight integer DEFAULT 100, zone text DEFAULT NULL, pgbouncer text DEFAULT NULL)
-RETURNS replica_router.nodes
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    result replica_router.nodes;
-    capacity integer;
-BEGIN
-    PERFORM replica_router._assert_writable();
-    PERFORM replica_router._hide_statement();
-    PERFORM replica_router._assert_preloaded();
-    capacity := current_setting('replica_router.max_replicas')::integer;
-    PERFORM replica_router._check_name('replica name', name);
-    PERFORM replica_router._check_conninfo(name, conninfo);
-    PERFORM replica_router._check_weight(weight);
-    IF zone IS NOT NULL THEN
-        PERFORM replica_router._check_name('zone', zone);
-    END IF;
-    IF pgbouncer IS NOT NULL THEN
-        PERFORM replica_router._check_conninfo(name, pgbouncer, 'pgbouncer connection string');
-    END IF;
-    -- The owner trigger checks this too; here it fails before an id is used.
-    PERFORM replica_router._check_privilege(conninfo, 'connection string', name);
-    PERFORM replica_router._check_privilege(pgbouncer, 'pgbouncer connection string', name);
-    -- Serialise registrations so the capacity check holds.
-    LOCK TABLE replica_router.nodes IN SHARE ROW EXCLUSIVE MODE;
-    IF EXISTS (SELECT FROM replica_router.nodes n WHERE n.name = add_replica.name) THEN
-        RAISE EXCEPTION 'replica "%" already exists', name
-            USING ERRCODE = 'duplicate_object',
-                  HINT = 'Use replica_router.alter_replica() to change it, or choose another name.';
-    END IF;
-    IF (SELECT count(*) FROM replica_router.nodes) >= capacity THEN
-        RAISE EXCEPTION 'cannot register replica "%": the registry is full', name
-            USING ERRCODE = 'program_limit_exceeded',
-                  DETAIL = format('%s replicas are registered, the maximum set by replica_router.max_replicas.', capacity),
-                  HINT = 'Remove a replica, or raise replica_router.max_replicas and restart the server.';
-    END IF;
-    INSERT INTO replica_router.nodes (name, conninfo, weight, zone, pgbouncer)
-    VALUES (add_replica.name, add_replica.conninfo, add_replica.weight, add_replica.zone, add_replica.pgbouncer)
-    RETURNING * INTO result;
-    result.conninfo := replica_router.mask_conninfo(result.conninfo);
-    result.pgbouncer := replica_router.mask_conninfo(result.pgbouncer);
-    RETURN result;
-END
-$$;
+-- @include objects/add_replica.sql
 
-CREATE OR REPLACE FUNCTION replica_router.alter_replica(
-    name text, weight integer DEFAULT NULL, enabled boolean DEFAULT NULL,
-    zone text DEFAULT NULL, conninfo text DEFAULT NULL, pgbouncer text DEFAULT NULL)
-RETURNS replica_router.nodes
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    result replica_router.nodes;
-BEGIN
-    PERFORM replica_router._assert_writable();
-    PERFORM replica_router._hide_statement();
-    IF name IS NULL THEN
-        RAISE EXCEPTION 'replica name must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    IF weight IS NOT NULL THEN
-        PERFORM replica_router._check_weight(weight);
-    END IF;
-    IF zone IS NOT NULL AND zone <> '' THEN
-        PERFORM replica_router._check_name('zone', zone);
-    END IF;
-    IF conninfo IS NOT NULL THEN
-        PERFORM replica_router._check_conninfo(name, conninfo);
-        PERFORM replica_router._check_privilege(conninfo, 'connection string', name);
-    END IF;
-    IF pgbouncer IS NOT NULL AND pgbouncer <> '' THEN
-        PERFORM replica_router._check_conninfo(name, pgbouncer, 'pgbouncer connection string');
-        PERFORM replica_router._check_privilege(pgbouncer, 'pgbouncer connection string', name);
-    END IF;
-    UPDATE replica_router.nodes n
-       SET weight = coalesce(alter_replica.weight, n.weight),
-           enabled = coalesce(alter_replica.enabled, n.enabled),
-           zone = CASE WHEN alter_replica.zone IS NULL THEN n.zone
-                       WHEN alter_replica.zone = '' THEN NULL
-                       ELSE alter_replica.zone END,
-           updated_at = now()
-     WHERE n.name = alter_replica.name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'replica "%" does not exist', left(name, 80)
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'SELECT node FROM replica_router.status lists the registered replicas.';
-    END IF;
-    -- A connection string is in the SET list only when it is given: that is
-    -- what records the caller as its owner.
-    IF conninfo IS NOT NULL THEN
-        UPDATE replica_router.nodes n SET conninfo = alter_replica.conninfo WHERE n.name = alter_replica.name;
-    END IF;
-    IF pgbouncer IS NOT NULL THEN
-        UPDATE replica_router.nodes n SET pgbouncer = nullif(alter_replica.pgbouncer, '')
-         WHERE n.name = alter_replica.name;
-    END IF;
-    SELECT * INTO result FROM replica_router.nodes n WHERE n.name = alter_replica.name;
-    result.conninfo := replica_router.mask_conninfo(result.conninfo);
-    result.pgbouncer := replica_router.mask_conninfo(result.pgbouncer);
-    RETURN result;
-END
-$$;
+-- @include objects/alter_replica.sql
 
-CREATE OR REPLACE FUNCTION replica_router.set_route(
-    operation text, target text, max_lag interval DEFAULT NULL, balance text DEFAULT NULL)
-RETURNS replica_router.routes
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    result replica_router.routes;
-BEGIN
-    PERFORM replica_router._assert_writable();
-    PERFORM replica_router._check_name('operation', operation);
-    IF target IS NULL THEN
-        RAISE EXCEPTION 'route target must not be null' USING ERRCODE = 'null_value_not_allowed',
-            HINT = 'A route''s target is primary, replica or any.';
-    END IF;
-    IF target NOT IN ('primary', 'replica', 'any') THEN
-        RAISE EXCEPTION 'invalid route target "%"', left(target, 80)
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'A route''s target is primary, replica or any.';
-    END IF;
-    IF max_lag < interval '0' OR max_lag > interval '365 days' THEN
-        RAISE EXCEPTION 'max_lag must be between 0 and 365 days' USING ERRCODE = 'invalid_parameter_value',
-            DETAIL = format('The given max_lag is %s.', max_lag),
-            HINT = 'Leave max_lag out (NULL) for the replica_router.max_lag setting.';
-    END IF;
-    IF balance IS NOT NULL AND balance NOT IN ('round_robin', 'weighted', 'least_lag', 'least_connections') THEN
-        RAISE EXCEPTION 'invalid balancing method "%"', left(balance, 80)
-            USING ERRCODE = 'invalid_parameter_value',
-                  DETAIL = 'Balancing is round_robin, weighted, least_lag or least_connections.';
-    END IF;
-    -- Shared memory keeps 128 routes: a 129th is refused, never dropped.
-    LOCK TABLE replica_router.routes IN SHARE ROW EXCLUSIVE MODE;
-    IF NOT EXISTS (SELECT FROM replica_router.routes r WHERE r.operation = set_route.operation)
-       AND (SELECT count(*) FROM replica_router.routes) >= 128 THEN
-        RAISE EXCEPTION 'cannot create route "%": there are already 128 routes', operation
-            USING ERRCODE = 'program_limit_exceeded',
-                  HINT = 'Drop a route with replica_router.drop_route(), or give several operations one name.';
-    END IF;
-    INSERT INTO replica_router.routes AS r (operation, target, max_lag, balance)
-    VALUES (set_route.operation, set_route.target, set_route.max_lag, set_route.balance)
-    ON CONFLICT ON CONSTRAINT routes_pkey DO UPDATE
-       SET target = EXCLUDED.target, max_lag = EXCLUDED.max_lag, balance = EXCLUDED.balance, updated_at = now()
-    RETURNING * INTO result;
-    RETURN result;
-END
-$$;
+-- @include objects/set_route.sql
 
 ------------------------------------------------------------------------------
 -- Search-path safety: SQL bodies that are inlined or parsed at call time
 -- resolve every function and operator in pg_catalog.
 ------------------------------------------------------------------------------
-CREATE OR REPLACE FUNCTION replica_router._worst(VARIADIC severities text[]) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN 'critical' OPERATOR(pg_catalog.=) ANY (severities) THEN 'critical'
-                WHEN 'warning' OPERATOR(pg_catalog.=) ANY (severities) THEN 'warning'
-                ELSE 'ok' END
-$$;
+-- @include objects/_worst.sql
 
-CREATE OR REPLACE FUNCTION replica_router._label(value text) RETURNS text
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT pg_catalog.replace(pg_catalog.replace(pg_catalog.replace(coalesce(value, ''),
-               E'\\', E'\\\\'), '"', E'\\"'), E'\n', E'\\n')
-$$;
+-- @include objects/_label.sql
 
 ALTER FUNCTION replica_router.metrics() SET search_path = pg_catalog, pg_temp;
 
@@ -320,11 +142,7 @@ $$;
 -- Replacing the SQL function keeps its grants and comment; having no SET
 -- clause, it also no longer runs with a search_path of its own (it resolves
 -- nothing by name).
-CREATE OR REPLACE FUNCTION replica_router.connection_string(
-    operation text DEFAULT 'read', max_lag interval DEFAULT NULL, min_lsn pg_lsn DEFAULT NULL,
-    zone text DEFAULT NULL)
-RETURNS text
-LANGUAGE c VOLATILE PARALLEL RESTRICTED AS 'MODULE_PATHNAME', 'replica_router_connection_string';
+-- @include objects/connection_string.sql
 
 ------------------------------------------------------------------------------
 -- The replica states, from the library's one table: the lag view (and so
@@ -374,37 +192,9 @@ BEGIN
 END
 $$;
 
-CREATE OR REPLACE FUNCTION replica_router.remove_replica(name text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM replica_router._assert_writable();
-    IF name IS NULL THEN
-        RAISE EXCEPTION 'replica name must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    DELETE FROM replica_router.nodes n WHERE n.name = remove_replica.name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'replica "%" does not exist', left(name, 80)
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'SELECT node FROM replica_router.status lists the registered replicas.';
-    END IF;
-END
-$$;
+-- @include objects/remove_replica.sql
 
-CREATE OR REPLACE FUNCTION replica_router.drop_route(operation text) RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
-BEGIN
-    PERFORM replica_router._assert_writable();
-    IF operation IS NULL THEN
-        RAISE EXCEPTION 'operation must not be null' USING ERRCODE = 'null_value_not_allowed';
-    END IF;
-    DELETE FROM replica_router.routes r WHERE r.operation = drop_route.operation;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'route "%" does not exist', left(operation, 80)
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'SELECT * FROM replica_router.routes lists the routes.';
-    END IF;
-END
-$$;
+-- @include objects/drop_route.sql
 
 -- The member names; add_replica and friends stay as compatible names.
 CREATE FUNCTION replica_router.add_node(
