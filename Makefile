@@ -74,3 +74,10 @@ clean-tools:
 .PHONY: test install-tools clean-tools
 test:
 	./scripts/test.sh
+
+# A DESTDIR install (the Debian packages: pg_buildext) starts from an empty
+# tree, where bindir does not exist yet.
+install-tools: install-bindir
+install-bindir:
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+.PHONY: install-bindir
