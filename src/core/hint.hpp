@@ -81,6 +81,7 @@ struct NodeHint {
     Micros lag_at;         // when `lag` / `replay_lsn` were true: the last good poll's start (0 = unknown)
     Lsn primary_lsn;       // the primary's WAL write position at lag_at
     Micros next_try;       // failing replica backed off: next poll not before this (0 = next tick)
+    Micros lag_bound;      // `lag` as an upper bound (LsnHistory::lag_bound), -1 when unknown
 };
 
 // One pool of a pgbouncer in front of a node (SHOW POOLS).

@@ -23,6 +23,13 @@ public:
     // the replay position is older than the whole history.
     Micros lag(Lsn replay, Lsn primary_at_poll, Micros polled_at, Micros last_replay_ts) const noexcept;
 
+    // The same, as an upper bound (issue #12: max_lag as a guarantee): from
+    // the last time the primary was seen at or before `replay`, so the
+    // replica has replayed everything the primary had written `polled_at -
+    // result` earlier. lag() estimates, this errs by up to one sample
+    // interval the other way.
+    Micros lag_bound(Lsn replay, Lsn primary_at_poll, Micros polled_at, Micros last_replay_ts) const noexcept;
+
     // WAL generated per second over the last `window` (or the history held,
     // if shorter), up to `now` when the primary was at `current`.
     double rate(Micros now, Lsn current, Micros window) const noexcept;
@@ -33,6 +40,7 @@ private:
     struct Sample {
         Lsn lsn;
         Micros first_seen;
+        Micros last_seen;  // the last record() at this position
     };
     static constexpr std::size_t kCapacity = 4096;
     std::array<Sample, kCapacity> ring_{};

@@ -265,11 +265,14 @@ bool qualifies(const NodeHint &h, const RouteRequest &req, char *why, std::size_
     // The lag is as of the last good poll; replay may have stopped right
     // after it. Unless the replica had replayed past everything the primary
     // has written since, the poll's age counts as lag.
+    // The lag's upper bound when the worker gave one (lag is an estimate
+    // that can be short by up to a poll interval).
     bool has_all = req.primary_lsn != 0 && h.replay_lsn >= req.primary_lsn;
     Micros age = h.lag_at != 0 && req.now > h.lag_at ? req.now - h.lag_at : 0;
-    if (!has_all && h.lag >= 0 && h.lag + age > req.max_lag) {
+    Micros seen = h.lag_at != 0 && h.lag_bound > h.lag ? h.lag_bound : h.lag;
+    if (!has_all && seen >= 0 && seen + age > req.max_lag) {
         char lag[32], ago[32], max[32];
-        format_lag(lag, sizeof lag, h.lag);
+        format_lag(lag, sizeof lag, seen);
         format_lag(ago, sizeof ago, age);
         format_lag(max, sizeof max, req.max_lag);
         std::snprintf(why, why_len, "lag %s at a poll %s ago: over %s", lag, ago, max);

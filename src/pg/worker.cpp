@@ -255,6 +255,7 @@ NodeHint fresh_hint(const NodeRow &row)
     h.weight = row.weight;
     h.enabled = row.enabled;
     h.lag = -1;
+    h.lag_bound = -1;
     h.lag_bytes = -1;
     h.state = row.enabled ? NodeState::unknown : NodeState::disabled;
     copy_str(h.name, sizeof h.name, row.name);
@@ -580,9 +581,11 @@ void record_success(Tracked &t, const PollResult &r, Micros now)
     if (r.in_recovery) {
         h.lag_bytes = t.primary_at_start > r.replay_lsn ? static_cast<int64_t>(t.primary_at_start - r.replay_lsn) : 0;
         h.lag = state->history.lag(r.replay_lsn, t.primary_at_start, t.poll_started, h.last_replay_ts);
+        h.lag_bound = state->history.lag_bound(r.replay_lsn, t.primary_at_start, t.poll_started, h.last_replay_ts);
     } else {
         h.lag_bytes = -1;
         h.lag = -1;
+        h.lag_bound = -1;
     }
 }
 
@@ -636,6 +639,7 @@ void apply_result(Tracked &t, Micros now)
         // The last figures say nothing about a replica we cannot reach.
         h.failures++;
         h.lag = -1;
+        h.lag_bound = -1;
         h.lag_bytes = -1;
         copy_str(h.error, sizeof h.error, r.error.c_str());
     }

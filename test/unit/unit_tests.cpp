@@ -74,6 +74,13 @@ void lag_tests()
     CHECK(h.lag(2000, 3000, 25 * S, 0) == 5 * S);
     CHECK(h.lag(2999, 3000, 25 * S, 0) == 5 * S);
     CHECK(h.lag(3000, 3000, 25 * S, 0) == 0);
+    // As an upper bound: from the last time the primary was seen at or
+    // before the replay position (1000 until 0 s, 2000 until 11 s).
+    CHECK(h.lag_bound(1500, 3000, 25 * S, 0) == 25 * S);
+    CHECK(h.lag_bound(2000, 3000, 25 * S, 0) == 14 * S);
+    CHECK(h.lag_bound(2999, 3000, 25 * S, 0) == 14 * S);
+    CHECK(h.lag_bound(3000, 3000, 25 * S, 0) == 0);
+    CHECK(h.lag_bound(2000, 3000, 25 * S, 0) >= h.lag(2000, 3000, 25 * S, 0));
 
     // Older than the whole history: bounded by the oldest sample, or the
     // replica's own last replayed commit when that is older.
@@ -851,6 +858,20 @@ void max_lag_guarantee_tests()
     req.now = 50 * S;
     req.stale_after = 100 * S;
     CHECK(qualifies(h, req, why, sizeof why));
+    // The lag's upper bound counts when the worker gave one (lag 0.3 s,
+    // bound 0.6 s: 0.6 + 0.5 > 1).
+    h.lag = 300'000;
+    h.lag_bound = 600'000;
+    h.lag_at = 50 * S;
+    req.primary_lsn = 2000;
+    req.now = 50 * S + 500'000;
+    CHECK(!qualifies(h, req, why, sizeof why));
+    CHECK(std::strcmp(why, "lag 0.6s at a poll 0.5s ago: over 1.0s") == 0);
+    h.lag = 0;
+    h.lag_bound = 0;
+    h.lag_at = 10 * S;
+    req.primary_lsn = 1000;
+    req.now = 50 * S;
     // Unknown primary position (a standby): the age counts.
     req.primary_lsn = 0;
     CHECK(!qualifies(h, req, why, sizeof why));
