@@ -658,6 +658,9 @@ SELECT s.slot_name, s.replica, s.active, s.wal_status, s.retained_bytes, s.retai
     int shown = 0;
     for (int i = 0; i < r.rows(); ++i) {
         std::string slot = r.str(i, "slot_name"), replica = r.str(i, "replica");
+        if (o.node && *o.node != slot && *o.node != replica)
+            continue;
+        ++shown;
         std::optional<double> retained = r.number(i, "retained_bytes");
         double warn = r.number(i, "warn_b").value_or(0), crit = r.number(i, "crit_b").value_or(0);
         std::vector<std::string> parts;
@@ -684,7 +687,7 @@ SELECT s.slot_name, s.replica, s.active, s.wal_status, s.retained_bytes, s.retai
         std::string text = slot + (replica.empty() ? "" : " (replica " + replica + ")");
         if (!parts.empty())
             text += " " + join(parts, ", ");
-        items.push_back({severity(r.str(i, "severity")), slot, text});
+        items.push_back({std::max(severity(r.str(i, "severity")), by_range), slot, text});
         if (retained && (!most || *retained > *most))
             most = retained, most_slot = slot, most_pretty = r.str(i, "retained");
         perf.push_back(perf_label(slot) + "=" + (retained ? num(*retained, 0) + "B" : std::string("U")) + ";" +
@@ -727,6 +730,9 @@ SELECT p.node, p.role, p.state, p.connections, p.usable_connections, p.used_pct,
     int shown = 0;
     for (int i = 0; i < r.rows(); ++i) {
         std::string node = r.str(i, "node");
+        if (o.node && node != *o.node)
+            continue;
+        ++shown;
         std::optional<double> used = r.number(i, "used_pct");
         double warn = r.number(i, "warn_pct").value_or(0), crit = r.number(i, "crit_pct").value_or(0);
         std::string counts = r.str(i, "connections") + "/" + r.str(i, "usable_connections") + " connections (" +
@@ -746,7 +752,7 @@ SELECT p.node, p.role, p.state, p.connections, p.usable_connections, p.used_pct,
             std::string err = r.str(i, "pgbouncer_error");
             parts.push_back("pgbouncer unreachable" + (err.empty() ? "" : " (" + err.substr(0, 100) + ")"));
         }
-        Status st = severity(r.str(i, "severity"));
+        Status st = std::max(severity(r.str(i, "severity")), by_range);
         items.push_back({st, node, node + " " + (parts.empty() ? r.str(i, "severity") : join(parts, ", "))});
         if (used && (!busiest || *used > *busiest))
             busiest = used, busiest_text = node + " " + counts + ")";
