@@ -46,7 +46,7 @@ SELECT pg_catalog.json_build_object(
         'polls', w.polls, 'poll_failures', w.poll_failures, 'hint_writes', w.hint_writes,
         'write_failures', w.write_failures, 'last_error', w.last_error,
         'last_error_at', extract(epoch FROM w.last_error_at)) FROM replica_router.worker_status() w),
-  'nodes', (SELECT pg_catalog.coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
+  'nodes', (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_object(
         'node', s.node, 'role', s.role, 'state', s.state, 'host', s.host, 'port', s.port, 'zone', s.zone,
         'lag_seconds', s.lag_seconds, 'lag_bytes', s.lag_bytes, 'replay_lsn', s.replay_lsn::text,
         'connections', s.connections, 'max_connections', s.max_connections,
@@ -63,21 +63,21 @@ SELECT pg_catalog.json_build_object(
             'cl_active', p.cl_active, 'cl_waiting', p.cl_waiting, 'sv_active', p.sv_active,
             'sv_idle', p.sv_idle, 'maxwait', p.maxwait, 'pool_mode', p.pool_mode,
             'pgbouncer_ok', p.pgbouncer_ok, 'pgbouncer_error', p.pgbouncer_error, 'severity', p.severity))
-        ORDER BY s.role <> 'primary', s.node), '[]')
+        ORDER BY s.role <> 'primary', s.node), '[]'::json)
         FROM replica_router.status s
         LEFT JOIN replica_router.states() st ON st.state = s.state
         LEFT JOIN replica_router.lag l ON l.node = s.node AND s.role = 'replica'
         LEFT JOIN replica_router.pool_state p ON p.node = s.node
         LEFT JOIN replica_router.routing_hints rh ON rh.node = s.node AND s.role = 'replica'),
-  'slots', (SELECT pg_catalog.coalesce(pg_catalog.json_agg(pg_catalog.json_build_object(
+  'slots', (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_object(
         'slot_name', x.slot_name, 'slot_type', x.slot_type, 'active', x.active, 'replica', x.replica,
         'wal_status', x.wal_status, 'retained_bytes', x.retained_bytes, 'safe_wal_size_bytes', x.safe_wal_size,
         'inactive_seconds', extract(epoch FROM x.inactive_for), 'xmin_age', x.xmin_age,
         'catalog_xmin_age', x.catalog_xmin_age,
         'time_until_lost_seconds', extract(epoch FROM x.time_until_lost),
-        'severity', x.severity, 'reason', x.reason) ORDER BY x.slot_name), '[]')
+        'severity', x.severity, 'reason', x.reason) ORDER BY x.slot_name), '[]'::json)
         FROM replica_router.slot_health x),
-  'pgbouncer_pools', (SELECT pg_catalog.coalesce(pg_catalog.json_agg(b ORDER BY b.node, b.database, b.user), '[]')
+  'pgbouncer_pools', (SELECT COALESCE(pg_catalog.json_agg(b ORDER BY b.node, b.database, b.user), '[]'::json)
         FROM replica_router.pgbouncer_pools b)
 )::text)SQL";
 
