@@ -500,7 +500,7 @@ SKIP:
 	my $follower = track(IPC::Run::start([ @follower, '--pgbouncer', $admin ], '>', $flog, '2>', $flog));
 	# pgbouncer already serves what the file (written by --once) says: no
 	# RELOAD at start-up, only a line saying so.
-	ok(defined wait_until(10, sub { slurp_file($follower_log) =~ /pgbouncer at \S+ already has / }),
+	ok(defined wait_until(10, sub { slurp_file($follower_log) =~ /pgbouncer at \S+ already has .*\n(.*\n)*.*connected to the source/ }),
 		'the follower connects, listens and finds pgbouncer up to date');
 	unlike(slurp_file($follower_log), qr/reloaded/, 'no RELOAD at start-up for an unchanged file');
 	like(slurp_file($follower_log), qr/connected to the source at 127\.0\.0\.1:\d+ \(primary\): listening/,

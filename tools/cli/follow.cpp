@@ -63,6 +63,11 @@ Options:
   --interval DURATION   polling interval on a standby, re-check interval on the
                         primary, first retry delay after an error (default: 1s;
                         PostgreSQL units: 500ms, 2s, 1min; a bare number is seconds)
+  --alias NAME=OP       one more alias routed like the read alias, for operation OP
+                        (repeatable), e.g. --alias app_report=analytics_report
+  --pool-option KEY=VALUE  a pgbouncer database setting added to every alias line
+                        (repeatable), e.g. --pool-option pool_size=20 --pool-option pool_mode=transaction
+  --single-host         always one host per alias (see below)
   --once                write the file (and reload pgbouncer if it changed) once, then exit
   -V, --version         print the version and exit
   -?, --help            show this help and exit
@@ -72,9 +77,15 @@ pgbouncer must let it log in to the admin console: with Debian's default
 auth_type = md5 put it and its password in pgbouncer's auth_file
 (userlist.txt), or allow it in auth_hba_file.
 
-The read alias points at one host, as pgbouncer takes one host per database: the
-replica candidates(OP) ranks first. The follower stays on the replica it chose while
-that replica still qualifies, so round-robin tickets do not make it flap. When no
+When every replica that qualifies for an alias listens on the same port (e.g.
+replicas on 10.0.0.2, 10.0.0.3, ... all on 5432) and there are two or more, the alias
+gets all of them as a host list (host=10.0.0.2,10.0.0.3 port=5432; pgbouncer 1.18
+connects to them round-robin and needs every listed host up, which is what a list of
+qualifying replicas is), sorted so that a new ranking does not rewrite the file.
+Otherwise (or with --single-host) the alias points at one host: the replica
+candidates(OP) ranks first, and the follower stays on the replica it chose while
+that replica still qualifies, so round-robin tickets do not make it flap. The log and
+the file's comments say which it did. When no
 replica qualifies the read alias points at the primary (as recommend() does). The
 write alias points at the primary (recommend('write')).
 
@@ -144,6 +155,11 @@ struct Options {
     std::string operation = "read";
     Millis interval{1000};
     bool once = false;
+    bool single_host = false;  // never a host list, even for replicas sharing a port
+    // More read-like aliases: alias -> operation (--alias NAME=OPERATION).
+    std::vector<std::pair<std::string, std::string>> extra_aliases;
+    // pgbouncer per-database settings appended to every alias (--pool-option KEY=VALUE).
+    std::vector<std::pair<std::string, std::string>> pool_options;
 };
 
 bool parse_interval(const std::string &s, Millis *out)
@@ -177,13 +193,16 @@ Options parse_options(int argc, char **argv)
 {
     Options o;
     std::string interval;
-    enum { SOURCE = 1000, PGBOUNCER, OUTPUT, DBNAME, READ_ALIAS, WRITE_ALIAS, OPERATION, INTERVAL, ONCE };
+    enum { SOURCE = 1000, PGBOUNCER, OUTPUT, DBNAME, READ_ALIAS, WRITE_ALIAS, OPERATION, INTERVAL, ONCE, ALIAS,
+           POOL_OPTION, SINGLE_HOST };
     static const option longopts[] = {
         {"source", required_argument, nullptr, SOURCE},       {"pgbouncer", required_argument, nullptr, PGBOUNCER},
         {"output", required_argument, nullptr, OUTPUT},       {"dbname", required_argument, nullptr, DBNAME},
         {"read-alias", required_argument, nullptr, READ_ALIAS}, {"write-alias", required_argument, nullptr, WRITE_ALIAS},
         {"operation", required_argument, nullptr, OPERATION}, {"interval", required_argument, nullptr, INTERVAL},
         {"once", no_argument, nullptr, ONCE},                 {"version", no_argument, nullptr, 'V'},
+        {"alias", required_argument, nullptr, ALIAS},         {"pool-option", required_argument, nullptr, POOL_OPTION},
+        {"single-host", no_argument, nullptr, SINGLE_HOST},
         {"help", no_argument, nullptr, '?'},                  {nullptr, 0, nullptr, 0}};
     opterr = 0;
     optind = 1;
@@ -202,6 +221,16 @@ Options parse_options(int argc, char **argv)
         case OPERATION: o.operation = optarg; break;
         case INTERVAL: interval = optarg; break;
         case ONCE: o.once = true; break;
+        case SINGLE_HOST: o.single_host = true; break;
+        case ALIAS:
+        case POOL_OPTION: {
+            std::string v = optarg;
+            std::size_t eq = v.find('=');
+            if (eq == std::string::npos || eq == 0 || eq + 1 == v.size())
+                usage_error(ch == ALIAS ? "invalid --alias \"%s\": use NAME=OPERATION" : "invalid --pool-option \"%s\": use KEY=VALUE", v);
+            (ch == ALIAS ? o.extra_aliases : o.pool_options).emplace_back(v.substr(0, eq), v.substr(eq + 1));
+            break;
+        }
         case 'V':
             print_version();
             std::exit(0);
@@ -238,6 +267,27 @@ Options parse_options(int argc, char **argv)
         usage_error("the read and write aliases are both \"%s\"", o.read_alias);
     if (!plain_name(o.operation))
         usage_error("invalid operation \"%s\"", o.operation);
+    for (const auto &[alias, op] : o.extra_aliases) {
+        if (!plain_name(alias))
+            usage_error("invalid alias \"%s\": use 1 to 63 letters, digits, \"_\", \"-\" or \".\"", alias);
+        if (!plain_name(op))
+            usage_error("invalid operation \"%s\"", op);
+        if (alias == o.read_alias || alias == o.write_alias ||
+            std::count_if(o.extra_aliases.begin(), o.extra_aliases.end(), [&](const auto &a) { return a.first == alias; }) > 1)
+            usage_error("alias \"%s\" given twice", alias);
+    }
+    // pgbouncer's per-database settings; the connection parameters are the follower's own.
+    static const char *const kPoolKeys[] = {"pool_size", "min_pool_size", "reserve_pool", "pool_mode",
+                                            "max_db_connections", "connect_query", "client_encoding",
+                                            "datestyle", "timezone", "auth_user", "application_name"};
+    for (const auto &[key, value] : o.pool_options) {
+        if (std::none_of(std::begin(kPoolKeys), std::end(kPoolKeys), [&](const char *k) { return key == k; }))
+            usage_error("--pool-option \"%s\": not a pgbouncer database setting this follower passes on "
+                        "(pool_size, min_pool_size, reserve_pool, pool_mode, max_db_connections, connect_query, "
+                        "client_encoding, datestyle, timezone, auth_user, application_name)", key);
+        if (std::any_of(value.begin(), value.end(), [](unsigned char c) { return is_control(c); }))
+            usage_error("--pool-option %s: the value has control characters", key);
+    }
     if (!interval.empty() && !parse_interval(interval, &o.interval))
         usage_error("invalid --interval \"%s\": use e.g. 500ms, 2s or 1min (10ms to 1h)", interval);
     for (const std::string *ci : {&o.source, &o.pgbouncer}) {
@@ -301,24 +351,37 @@ struct Target {
     bool same_place(const Target &o) const { return host == o.host && port == o.port; }
 };
 
+// Where one read-like alias points: one target, or a host list of replicas
+// sharing a port.
+struct Pick {
+    std::string alias, operation;
+    std::vector<Target> targets;
+    std::string how;  // for the log and the file's comment
+};
+
 struct Routing {
-    Target read, write;
+    std::vector<Pick> reads;  // the read alias first, then --alias ones
+    Target write;
 };
 
 // One statement, one snapshot: whether the source is a standby, whether its
 // replicated hints are fresh, the write target and every qualified node for
 // the read operation, best first.
+// Whether the source is a standby, whether its replicated hints are fresh,
+// and the write target.
 constexpr const char *kRoutingQuery =
-    "SELECT s.standby, s.hints_too_old, w.node, w.host, w.port, w.role, w.reason,"
-    "       c.rank, c.node, c.host, c.port, c.role, c.reason"
+    "SELECT s.standby, s.hints_too_old, w.node, w.host, w.port, w.role, w.reason"
     "  FROM (SELECT pg_catalog.pg_is_in_recovery() AS standby,"
     "               pg_catalog.pg_is_in_recovery() AND coalesce("
     "                   (SELECT pg_catalog.clock_timestamp() - h.primary_time"
     "                             > pg_catalog.current_setting('replica_router.standby_max_hint_age')::interval"
     "                      FROM replica_router.heartbeat h), true) AS hints_too_old) s"
-    " CROSS JOIN replica_router.recommend('write') w"
-    "  LEFT JOIN LATERAL (SELECT * FROM replica_router.candidates($1) x WHERE x.qualified) c ON true"
-    " ORDER BY c.rank";
+    " CROSS JOIN replica_router.recommend('write') w";
+
+// Every qualified node for an operation, best first.
+constexpr const char *kCandidatesQuery =
+    "SELECT c.rank, c.node, c.host, c.port, c.role, c.reason"
+    "  FROM replica_router.candidates($1) c WHERE c.qualified ORDER BY c.rank";
 
 class Follower {
   public:
@@ -337,7 +400,7 @@ class Follower {
     bool on_primary_ = false;  // the source is a primary (else a standby)
     bool listening_ = false;   // LISTEN replica_router on it (not with --once)
     int worker_pid_ = 0;  // the worker's backend PID on the source, 0 unknown
-    std::optional<Target> read_in_file_;  // where the file's read alias points
+    std::map<std::string, Target> in_file_;  // where the file's read-like aliases point (one host)
     bool reload_pending_ = false;
     int source_failures_ = 0, bouncer_failures_ = 0;
     std::string last_source_error_, last_bouncer_error_;
@@ -361,6 +424,15 @@ class Follower {
     }
     bool connect_source(std::string &err);
     bool read_routing(Routing &out, std::string &err);
+    bool pick_targets(const std::string &alias, const std::string &op, Pick &pick, std::string &err);
+    void remember(const Routing &r);
+    std::vector<std::string> all_read_aliases() const
+    {
+        std::vector<std::string> v{opt_.read_alias};
+        for (const auto &a : opt_.extra_aliases)
+            v.push_back(a.first);
+        return v;
+    }
     bool refresh();
     bool reload();
     void source_failed(const std::string &err);
@@ -406,16 +478,14 @@ bool Follower::connect_source(std::string &err)
 
 bool Follower::read_routing(Routing &out, std::string &err)
 {
-    const char *params[1] = {opt_.operation.c_str()};
-    Result r(PQexecParams(src_, kRoutingQuery, 1, nullptr, params, nullptr, nullptr, 0));
+    Result r(PQexec(src_, kRoutingQuery));
     if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
         err = "reading the hints failed: " + one_line_pq(PQerrorMessage(src_));
         if (PQstatus(src_) != CONNECTION_OK)
             close_source();
         return false;
     }
-    int rows = PQntuples(r.get());
-    if (rows == 0) {
+    if (PQntuples(r.get()) == 0) {
         err = "reading the hints returned no row";
         return false;
     }
@@ -436,26 +506,77 @@ bool Follower::read_routing(Routing &out, std::string &err)
         err = "the hints do not name the primary's host and port";
         return false;
     }
+    std::vector<std::pair<std::string, std::string>> aliases{{opt_.read_alias, opt_.operation}};
+    aliases.insert(aliases.end(), opt_.extra_aliases.begin(), opt_.extra_aliases.end());
+    for (const auto &[alias, op] : aliases) {
+        Pick pick;
+        if (!pick_targets(alias, op, pick, err))
+            return false;
+        out.reads.push_back(std::move(pick));
+    }
+    return true;
+}
 
-    std::vector<Target> qualified;
-    for (int i = 0; i < rows; ++i)
-        if (r.get(i, 7) != nullptr && !r.str(i, 9).empty() && std::atoi(r.str(i, 10).c_str()) > 0)
-            qualified.push_back(Target{r.str(i, 8), r.str(i, 9), r.str(i, 11), r.str(i, 12),
-                                       std::atoi(r.str(i, 10).c_str())});
-    if (qualified.empty()) {
-        err = "no node qualifies for operation \"" + opt_.operation + "\" (and the primary is not a fallback)";
+bool Follower::pick_targets(const std::string &alias, const std::string &op, Pick &pick, std::string &err)
+{
+    pick.alias = alias;
+    pick.operation = op;
+    const char *params[1] = {op.c_str()};
+    Result r(PQexecParams(src_, kCandidatesQuery, 1, nullptr, params, nullptr, nullptr, 0));
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
+        err = "reading the candidates for " + op + " failed: " + one_line_pq(PQerrorMessage(src_));
+        if (PQstatus(src_) != CONNECTION_OK)
+            close_source();
         return false;
     }
-    // Sticky among replicas: keep the chosen replica while it still qualifies.
-    out.read = qualified.front();
-    if (read_in_file_)
+    std::vector<Target> qualified;
+    for (int i = 0; i < PQntuples(r.get()); ++i)
+        if (!r.str(i, 2).empty() && std::atoi(r.str(i, 3).c_str()) > 0)
+            qualified.push_back(Target{r.str(i, 1), r.str(i, 2), r.str(i, 4), r.str(i, 5), std::atoi(r.str(i, 3).c_str())});
+    if (qualified.empty()) {
+        err = "no node qualifies for operation \"" + op + "\" (and the primary is not a fallback)";
+        return false;
+    }
+    std::vector<Target> replicas;
+    for (const Target &t : qualified)
+        if (t.role == "replica")
+            replicas.push_back(t);
+    bool same_port = replicas.size() >= 2 && std::all_of(replicas.begin(), replicas.end(),
+                                                         [&](const Target &t) { return t.port == replicas[0].port; });
+    if (same_port && !opt_.single_host) {
+        // pgbouncer takes a host list with one port: every qualifying replica,
+        // sorted, so that a new ranking alone does not rewrite the file.
+        std::sort(replicas.begin(), replicas.end(), [](const Target &a, const Target &b) { return a.host < b.host; });
+        pick.targets = replicas;
+        pick.how = "host list of the " + std::to_string(replicas.size()) + " qualifying replicas (they share port " +
+                   std::to_string(replicas[0].port) + ")";
+        return true;
+    }
+    // One host. Sticky among replicas: keep the chosen replica while it still qualifies.
+    Target best = qualified.front();
+    if (auto it = in_file_.find(alias); it != in_file_.end())
         for (const Target &t : qualified)
-            if (t.role == "replica" && t.same_place(*read_in_file_)) {
-                out.read = t;
-                out.read.reason = "the replica chosen before still qualifies (ranked first now: " +
-                                  qualified.front().node + ")";
+            if (t.role == "replica" && t.same_place(it->second)) {
+                best = t;
+                best.reason = "the replica chosen before still qualifies (ranked first now: " + qualified.front().node + ")";
             }
+    pick.targets = {best};
+    pick.how = replicas.size() >= 2
+                   ? (opt_.single_host ? "one host (--single-host)" : "one host: the qualifying replicas do not share a port")
+                   : "one host";
     return true;
+}
+
+// "r1 (replica): reason" or "host list r1, r2: how", for the log and comments.
+std::string describe(const Pick &p)
+{
+    if (p.targets.size() == 1)
+        return p.targets[0].node + " " + p.targets[0].host + ":" + std::to_string(p.targets[0].port) + " (" +
+               p.targets[0].role + ", " + p.how + "): " + p.targets[0].reason;
+    std::string nodes;
+    for (const Target &t : p.targets)
+        nodes += (nodes.empty() ? "" : ", ") + t.node + " " + t.host;
+    return nodes + " port " + std::to_string(p.targets[0].port) + " (" + p.how + ")";
 }
 
 // pgbouncer connection-string values: plain ones as they are, others quoted.
@@ -508,11 +629,21 @@ std::string unsafe_target(const std::string &alias, const Target &t)
 
 std::string Follower::render_body(const Routing &r) const
 {
-    auto line = [&](const std::string &alias, const Target &t) {
-        return alias + " = host=" + ini_value(t.host) + " port=" + std::to_string(t.port) +
-               " dbname=" + ini_value(opt_.dbname) + "\n";
+    std::string options;
+    for (const auto &[key, value] : opt_.pool_options)
+        options += " " + key + "=" + ini_value(value);
+    auto line = [&](const std::string &alias, const std::vector<Target> &targets) {
+        // A host list: each host as pgbouncer carries it (safe_host: no comma), joined.
+        std::string hosts;
+        for (const Target &t : targets)
+            hosts += (hosts.empty() ? "" : ",") + ini_value(t.host);
+        return alias + " = host=" + hosts + " port=" + std::to_string(targets.front().port) +
+               " dbname=" + ini_value(opt_.dbname) + options + "\n";
     };
-    return "[databases]\n" + line(opt_.read_alias, r.read) + line(opt_.write_alias, r.write);
+    std::string body = "[databases]\n";
+    for (const Pick &p : r.reads)
+        body += line(p.alias, p.targets);
+    return body + line(opt_.write_alias, {r.write});
 }
 
 std::string Follower::render(const Routing &r, const std::string &body) const
@@ -523,11 +654,16 @@ std::string Follower::render(const Routing &r, const std::string &body) const
     gmtime_r(&now, &utc);
     std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
     std::string s;
-    s += "; Written by replica_router_follower; rewritten whenever the routing changes: do not edit.\n";
+    s += "; Written by replica_router follow; rewritten whenever the routing changes: do not edit.\n";
     s += std::string("; ") + stamp + " from the " + (on_primary_ ? "primary" : "standby") + " at " +
          comment(endpoint(opt_.source)) + "\n";
-    s += "; " + opt_.read_alias + " -> " + comment(r.read.node) + " (" + comment(r.read.role) +
-         "), operation " + opt_.operation + ": " + comment(r.read.reason) + "\n";
+    for (const Pick &p : r.reads) {
+        if (p.targets.size() == 1)
+            s += "; " + p.alias + " -> " + comment(p.targets[0].node) + " (" + comment(p.targets[0].role) +
+                 "), operation " + p.operation + ": " + comment(p.targets[0].reason) + " [" + p.how + "]\n";
+        else
+            s += "; " + p.alias + " -> " + comment(describe(p)) + ", operation " + p.operation + "\n";
+    }
     s += "; " + opt_.write_alias + " -> " + comment(r.write.node) + " (" + comment(r.write.role) + "): " +
          comment(r.write.reason) + "\n";
     return s + body;
@@ -667,6 +803,15 @@ void Follower::source_failed(const std::string &err)
     last_source_error_ = err;
 }
 
+// Where the file's single-host aliases point now (for stickiness).
+void Follower::remember(const Routing &r)
+{
+    in_file_.clear();
+    for (const Pick &p : r.reads)
+        if (p.targets.size() == 1)
+            in_file_[p.alias] = p.targets[0];
+}
+
 // Reads the routing and rewrites the file if its [databases] lines changed.
 bool Follower::refresh()
 {
@@ -678,7 +823,10 @@ bool Follower::refresh()
     }
     // A refused value counts as a failure of the source: the last good file
     // stays, and the hints are read again with backoff.
-    err = unsafe_target(opt_.read_alias, r.read);
+    for (const Pick &p : r.reads)
+        for (const Target &t : p.targets)
+            if (err.empty())
+                err = unsafe_target(p.alias, t);
     if (err.empty())
         err = unsafe_target(opt_.write_alias, r.write);
     if (!err.empty()) {
@@ -693,7 +841,7 @@ bool Follower::refresh()
 
     std::string body = render_body(r);
     if (body == body_of(opt_.output)) {
-        read_in_file_ = r.read;
+        remember(r);
         return true;
     }
     if (!write_atomically(opt_.output, render(r, body), err)) {
@@ -704,9 +852,11 @@ bool Follower::refresh()
         next_refresh_ = Clock::now() + backoff(1);
         return false;
     }
-    read_in_file_ = r.read;
-    say("wrote %s: %s -> %s %s:%d (%s), %s -> %s %s:%d", opt_.output.c_str(), opt_.read_alias.c_str(),
-        r.read.node.c_str(), r.read.host.c_str(), r.read.port, r.read.reason.c_str(), opt_.write_alias.c_str(),
+    remember(r);
+    std::string reads;
+    for (const Pick &p : r.reads)
+        reads += p.alias + " -> " + describe(p) + ", ";
+    say("wrote %s: %s%s -> %s %s:%d", opt_.output.c_str(), reads.c_str(), opt_.write_alias.c_str(),
         r.write.node.c_str(), r.write.host.c_str(), r.write.port);
     if (!opt_.pgbouncer.empty()) {
         reload_pending_ = true;
@@ -728,7 +878,10 @@ std::string Follower::check_applied(PGconn *bouncer, std::string &seen) const
         db = PQfnumber(r.get(), "database");
     if (name < 0 || host < 0 || port < 0 || db < 0)
         return "SHOW DATABASES has no name, host, port and database columns";
-    for (const std::string &alias : {opt_.read_alias, opt_.write_alias}) {
+    std::vector<std::string> aliases{opt_.read_alias, opt_.write_alias};
+    for (const auto &a : opt_.extra_aliases)
+        aliases.push_back(a.first);
+    for (const std::string &alias : aliases) {
         auto want = alias_params(opt_.output, alias);
         if (!want)
             continue;  // not in the file (not written yet): nothing to compare
@@ -879,7 +1032,9 @@ bool Follower::drain_notifications(bool *lost)
 int Follower::run()
 {
     // Stay on the replica a previous run chose, while it qualifies.
-    read_in_file_ = alias_in_file(opt_.output, opt_.read_alias);
+    for (const std::string &alias : all_read_aliases())
+        if (auto t = alias_in_file(opt_.output, alias); t && t->host.find(',') == std::string::npos)
+            in_file_[alias] = *t;
     if (opt_.once) {
         bool ok = refresh();
         if (ok && reload_pending_)
