@@ -146,6 +146,7 @@ DECLARE
     result replica_router.nodes;
     capacity integer;
 BEGIN
+    PERFORM replica_router._assert_writable();
     PERFORM replica_router._hide_statement();
     PERFORM replica_router._assert_preloaded();
     capacity := current_setting('replica_router.max_replicas')::integer;
@@ -191,6 +192,7 @@ LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     result replica_router.nodes;
 BEGIN
+    PERFORM replica_router._assert_writable();
     PERFORM replica_router._hide_statement();
     IF name IS NULL THEN
         RAISE EXCEPTION 'replica name must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -245,6 +247,7 @@ LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     result replica_router.routes;
 BEGIN
+    PERFORM replica_router._assert_writable();
     PERFORM replica_router._check_name('operation', operation);
     IF target IS NULL THEN
         RAISE EXCEPTION 'route target must not be null' USING ERRCODE = 'null_value_not_allowed',
@@ -428,6 +431,134 @@ SELECT replica_router._worst(
        (SELECT registry_problem FROM w) AS registry_problem;
 COMMENT ON VIEW replica_router.health IS
     'One row summing up the cluster: worst severity, healthy replicas, worker freshness, registry problems';
+
+------------------------------------------------------------------------------
+-- Members (1.2): the registry lists the cluster's members, the primary
+-- included; roles are found by polling. A worker runs on every node.
+------------------------------------------------------------------------------
+-- Registry changes run on the primary; on a standby they say so instead of
+-- failing on the first lock.
+CREATE FUNCTION replica_router._assert_writable() RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF pg_catalog.pg_is_in_recovery() THEN
+        RAISE EXCEPTION 'the replica_router registry can only be changed on the primary'
+            USING ERRCODE = 'read_only_sql_transaction',
+                  DETAIL = 'This server is a standby; registry and route changes reach it by replication.',
+                  HINT = 'Run it on the primary: SELECT host, port FROM replica_router.recommend(''write'') names it.';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION replica_router.remove_replica(name text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM replica_router._assert_writable();
+    IF name IS NULL THEN
+        RAISE EXCEPTION 'replica name must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    DELETE FROM replica_router.nodes n WHERE n.name = remove_replica.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'replica "%" does not exist', left(name, 80)
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT node FROM replica_router.status lists the registered replicas.';
+    END IF;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION replica_router.drop_route(operation text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM replica_router._assert_writable();
+    IF operation IS NULL THEN
+        RAISE EXCEPTION 'operation must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    DELETE FROM replica_router.routes r WHERE r.operation = drop_route.operation;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'route "%" does not exist', left(operation, 80)
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT * FROM replica_router.routes lists the routes.';
+    END IF;
+END
+$$;
+
+-- The member names; add_replica and friends stay as compatible names.
+CREATE FUNCTION replica_router.add_node(
+    name text, conninfo text, weight integer DEFAULT 100, zone text DEFAULT NULL, pgbouncer text DEFAULT NULL)
+RETURNS replica_router.nodes
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM replica_router.add_replica(name, conninfo, weight, zone, pgbouncer);
+END;
+COMMENT ON FUNCTION replica_router.add_node(text, text, integer, text, text) IS
+    'Register a member of the cluster (the primary or a standby: its role is found by polling)';
+CREATE FUNCTION replica_router.alter_node(
+    name text, weight integer DEFAULT NULL, enabled boolean DEFAULT NULL,
+    zone text DEFAULT NULL, conninfo text DEFAULT NULL, pgbouncer text DEFAULT NULL)
+RETURNS replica_router.nodes
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT * FROM replica_router.alter_replica(name, weight, enabled, zone, conninfo, pgbouncer);
+END;
+COMMENT ON FUNCTION replica_router.alter_node(text, integer, boolean, text, text, text) IS
+    'Change a member''s weight, enabled flag, zone, connection string or pgbouncer console';
+CREATE FUNCTION replica_router.remove_node(name text) RETURNS void
+LANGUAGE sql SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT replica_router.remove_replica(name);
+END;
+COMMENT ON FUNCTION replica_router.remove_node(text) IS 'Unregister a member';
+
+-- status: a member's role is what polling found; the primary's own row comes
+-- from its member entry when the primary is registered, else from this
+-- node's view of it (never a standby calling itself the primary).
+CREATE OR REPLACE VIEW replica_router.status AS
+SELECT p.node,
+       'primary'::text AS role,
+       CASE WHEN p.host IS NULL THEN 'down' ELSE 'primary' END AS state,
+       p.host,
+       p.port,
+       NULL::text AS zone,
+       '0'::interval AS lag,
+       0::double precision AS lag_seconds,
+       0::bigint AS lag_bytes,
+       pg_catalog.pg_size_pretty(0::bigint) AS lag_size,
+       CASE WHEN NOT pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_current_wal_lsn() END AS replay_lsn,
+       CASE WHEN NOT pg_catalog.pg_is_in_recovery() THEN
+           (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a
+             WHERE a.backend_type OPERATOR(pg_catalog.=) 'client backend')::integer END AS connections,
+       CASE WHEN NOT pg_catalog.pg_is_in_recovery() THEN
+           pg_catalog.current_setting('max_connections')::integer END AS max_connections,
+       pg_catalog.now() AS last_poll,
+       CASE WHEN p.host IS NULL THEN 'no primary is reachable' END AS error
+  FROM replica_router._primary() p
+ WHERE NOT EXISTS (SELECT FROM replica_router._hints() h WHERE h.state OPERATOR(pg_catalog.=) 'primary')
+UNION ALL
+SELECT n.name,
+       CASE WHEN h.state OPERATOR(pg_catalog.=) 'primary' THEN 'primary' ELSE 'replica' END,
+       coalesce(h.state, CASE WHEN n.enabled THEN 'unknown' ELSE 'disabled' END),
+       h.host,
+       h.port,
+       n.zone,
+       h.lag,
+       extract(epoch FROM h.lag)::double precision,
+       h.lag_bytes,
+       pg_catalog.pg_size_pretty(h.lag_bytes),
+       h.replay_lsn,
+       h.connections,
+       h.max_connections,
+       h.last_poll,
+       h.error
+  FROM replica_router.nodes n
+  LEFT JOIN replica_router._hints() h ON h.node_id OPERATOR(pg_catalog.=) n.id;
+COMMENT ON VIEW replica_router.status IS
+    'One row per member, the primary first (from this node''s polls): role, state, lag, connections, last poll';
+
+REVOKE ALL ON FUNCTION replica_router._assert_writable(), replica_router.add_node(text, text, integer, text, text),
+    replica_router.alter_node(text, integer, boolean, text, text, text), replica_router.remove_node(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION replica_router._assert_writable(), replica_router.add_node(text, text, integer, text, text),
+    replica_router.alter_node(text, integer, boolean, text, text, text), replica_router.remove_node(text)
+    TO replica_router_admin;
 
 ------------------------------------------------------------------------------
 -- Privileges. Members of replica_router_admin write the registry themselves

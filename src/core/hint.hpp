@@ -68,6 +68,11 @@ struct NodeHint {
     char error[kErrorLen];
     char slot_name[kNameLen];  // WAL receiver's slot, to match pg_stat_replication
     char app_name[kNameLen];   // WAL receiver's application_name, the fallback match
+    // Members (1.2): what the member's role is, found each poll.
+    Lsn current_lsn;           // out of recovery: pg_current_wal_lsn(); else 0
+    int32_t sender_port;       // in recovery: its WAL receiver's upstream; 0 = none
+    bool is_local;             // the entry is this very server
+    char sender_host[kHostLen];
 };
 
 // One pool of a pgbouncer in front of a node (SHOW POOLS).

@@ -40,8 +40,18 @@ constexpr const char *kPollQuery =
     " CASE WHEN pg_catalog.pg_is_in_recovery() THEN pg_catalog.pg_is_wal_replay_paused() ELSE false END"
     "   AS replay_paused,"
     " (SELECT system_identifier FROM pg_catalog.pg_control_system()) AS system_identifier,"
-    " COALESCE((SELECT received_tli FROM pg_catalog.pg_stat_get_wal_receiver() WHERE pid IS NOT NULL),"
-    "          (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint())) AS timeline,"
+    // Out of recovery, the timeline WAL is written on now (the checkpoint's
+    // lags a promotion until the next checkpoint completes).
+    " CASE WHEN pg_catalog.pg_is_in_recovery()"
+    "   THEN COALESCE((SELECT received_tli FROM pg_catalog.pg_stat_get_wal_receiver() WHERE pid IS NOT NULL),"
+    "                 (SELECT timeline_id FROM pg_catalog.pg_control_checkpoint()))"
+    "   ELSE pg_catalog.int4(CAST(('x' OPERATOR(pg_catalog.||) pg_catalog.substr(pg_catalog.pg_walfile_name("
+    "                             pg_catalog.pg_current_wal_lsn()), 1, 8)) AS pg_catalog.\"bit\"(32)))"
+    " END AS timeline,"
+    " CASE WHEN NOT pg_catalog.pg_is_in_recovery()"
+    "   THEN (pg_catalog.pg_current_wal_lsn() OPERATOR(pg_catalog.-) '0/0'::pg_catalog.pg_lsn)::pg_catalog.int8"
+    " END AS current_lsn,"
+    " w.sender_host, w.sender_port,"
     " a.total AS connections, pg_catalog.current_setting('max_connections')::pg_catalog.int4 AS max_connections,"
     " a.active, a.idle, a.idle_in_xact, a.waiting,"
     " pg_catalog.current_setting('superuser_reserved_connections')::pg_catalog.int4 OPERATOR(pg_catalog.+)"
@@ -674,7 +684,8 @@ bool Poller::parse_replica_row(const PGresult *res, PollResult &r)
     static constexpr const char *kColumns[] = {
         "in_recovery", "receive_lsn", "replay_lsn", "replay_ts", "replay_paused", "system_identifier",
         "timeline", "connections", "max_connections", "active", "idle", "idle_in_xact", "waiting",
-        "reserved", "slot_name", "application_name", "receiver_tli", "started_at"};
+        "reserved", "slot_name", "application_name", "receiver_tli", "started_at", "current_lsn",
+        "sender_host", "sender_port"};
     constexpr int kCount = sizeof kColumns / sizeof kColumns[0];
     if (PQntuples(res) != 1)
         return false;
@@ -712,7 +723,10 @@ bool Poller::parse_replica_row(const PGresult *res, PollResult &r)
     r.receiver_timeline = int_at(++i);
     ++i;
     r.started_at = text(i) ? int64_at(i) - kUnixToPgEpoch : 0;
-    static_assert(kCount == 18);
+    r.current_lsn = static_cast<Lsn>(int64_at(++i));
+    copy_str(r.sender_host, sizeof r.sender_host, text(++i));
+    r.sender_port = int_at(++i);
+    static_assert(kCount == 21);
     return ++i == kCount;
 }
 

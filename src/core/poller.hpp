@@ -41,6 +41,9 @@ struct PollResult {
     int32_t timeline = 0;           // the WAL receiver's, else the last restartpoint's
     int32_t receiver_timeline = 0;  // the WAL receiver's; 0 = none running
     Micros started_at = 0;          // pg_postmaster_start_time()
+    Lsn current_lsn = 0;            // out of recovery: pg_current_wal_lsn()
+    int32_t sender_port = 0;        // in recovery: the WAL receiver's upstream (0 = none)
+    char sender_host[kHostLen] = "";
     int32_t connections = 0;
     int32_t max_connections = 0;
     PoolCounts pool{};

@@ -34,7 +34,7 @@ const char *event_name(Event e) noexcept
     case Event::poll_failed: return "poll_failed";
     case Event::foreign: return "foreign";
     case Event::promoted: return "promoted";
-    case Event::self: return "self";
+    case Event::elected: return "elected";
     case Event::diverged: return "diverged";
     case Event::over_max_lag: return "over_max_lag";
     case Event::near_max_lag: return "near_max_lag";
@@ -82,7 +82,7 @@ Event event_of(const ClassifyInput &in) noexcept
     if (in.primary_system_id != 0 && in.system_id != in.primary_system_id)
         return Event::foreign;
     if (!in.in_recovery)
-        return in.self ? Event::self : Event::promoted;
+        return in.elected ? Event::elected : Event::promoted;
     if (in.diverged)
         return Event::diverged;
     if (in.lag > in.max_lag)

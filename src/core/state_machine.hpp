@@ -16,8 +16,8 @@ enum class Event : uint8_t {
     not_polled,    // registered, no poll finished yet
     poll_failed,   // could not connect or answer within the timeouts
     foreign,       // another cluster's system identifier
-    promoted,      // out of recovery
-    self,          // out of recovery, and this very server
+    promoted,      // out of recovery, and not the member chosen as the primary
+    elected,       // out of recovery, the member chosen as the primary (see members.hpp)
     diverged,      // in recovery, off the primary's timeline history
     over_max_lag,  // in recovery, lag > max_lag
     near_max_lag,  // in recovery, max_lag - hysteresis <= lag <= max_lag, lag > 0
@@ -40,7 +40,7 @@ constexpr uint32_t state_bit(NodeState s) { return 1u << static_cast<unsigned>(s
 constexpr uint32_t kAnyState = ~0u;
 // A replica in one of these states returns to healthy only after damping.
 constexpr uint32_t kDampedFrom = state_bit(NodeState::down) | state_bit(NodeState::lagging) |
-                                 state_bit(NodeState::promoted) | state_bit(NodeState::self) |
+                                 state_bit(NodeState::promoted) | state_bit(NodeState::self) | state_bit(NodeState::primary) |
                                  state_bit(NodeState::foreign) | state_bit(NodeState::diverged);
 
 // The first row matching (event, current state) applies.
@@ -50,7 +50,7 @@ inline constexpr Transition kTransitions[] = {
     {Event::poll_failed, kAnyState, NodeState::down, Rule::always},
     {Event::foreign, kAnyState, NodeState::foreign, Rule::always},
     {Event::promoted, kAnyState, NodeState::promoted, Rule::always},
-    {Event::self, kAnyState, NodeState::self, Rule::always},
+    {Event::elected, kAnyState, NodeState::primary, Rule::always},
     {Event::diverged, kAnyState, NodeState::diverged, Rule::always},
     {Event::over_max_lag, kAnyState, NodeState::lagging, Rule::always},
     // Hysteresis: near the limit a lagging replica stays lagging ...
@@ -78,7 +78,7 @@ struct ClassifyInput {
     Micros max_lag;
     Micros hysteresis;    // a lagging replica stays lagging until lag < max_lag - hysteresis
     bool diverged;        // off the primary's timeline history (see off_history)
-    bool self;            // the node is this very server
+    bool elected;         // the member chosen as the primary (choose_primary)
 };
 Event event_of(const ClassifyInput &in) noexcept;
 

@@ -20,8 +20,9 @@ enum class NodeState : uint8_t {
     diverged,
     stale,
     disabled,
+    primary,
 };
-constexpr std::size_t kStateCount = 10;
+constexpr std::size_t kStateCount = 11;
 
 enum class Severity : uint8_t { ok, warning, critical };
 
@@ -42,12 +43,15 @@ inline constexpr StateInfo kStates[kStateCount] = {
      "replay lag over max_lag; routed only when the caller or route allows that lag"},
     {NodeState::down, "down", Severity::critical, false, false, "cannot connect or answer within the timeouts"},
     {NodeState::promoted, "promoted", Severity::critical, false, false, "not in recovery any more"},
-    {NodeState::self, "self", Severity::warning, false, false, "the entry is this server, the primary itself"},
+    {NodeState::self, "self", Severity::warning, false, false,
+     "not reported since 1.2 (the primary's own entry is primary); 1.1: the entry is this server"},
     {NodeState::foreign, "foreign", Severity::critical, false, false, "a replica of another cluster"},
     {NodeState::diverged, "diverged", Severity::critical, false, false,
      "in recovery, but off the primary's timeline history"},
     {NodeState::stale, "stale", Severity::critical, false, false, "no successful poll for stale_after"},
     {NodeState::disabled, "disabled", Severity::ok, false, false, "enabled = false in the registry"},
+    {NodeState::primary, "primary", Severity::ok, false, false,
+     "the member writes go to: out of recovery, on the newest timeline, followed by the others"},
 };
 
 constexpr const StateInfo &state_info(NodeState s) noexcept

@@ -233,11 +233,14 @@ CatalogStatus catalog_write_hints(const HintWrite *rows, int n, bool heartbeat, 
                 Oid hb_types[5] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, INT4OID};
                 char sysid[32];
                 snprintf(sysid, sizeof sysid, UINT64_FORMAT, GetSystemIdentifier());
-                char host[kHostLen];
-                int port = 0;
-                primary_endpoint(host, sizeof host, &port);
+                // The primary as this worker chose it (its member name when
+                // registered), this server until the first choice.
+                PrimaryInfo p{};
+                char why[256];
+                if (!find_primary(GetCurrentTimestamp(), p, why, sizeof why))
+                    p = local_primary();
                 Datum hb[5] = {CStringGetTextDatum(sysid), Int32GetDatum(MyProcPid),
-                               CStringGetTextDatum(primary_name()), CStringGetTextDatum(host), Int32GetDatum(port)};
+                               CStringGetTextDatum(p.node), CStringGetTextDatum(p.host), Int32GetDatum(p.port)};
                 int rc = SPI_execute_with_args(kHeartbeat, 5, hb_types, hb, nullptr, false, 0);
                 if (rc != SPI_OK_INSERT)
                     elog(ERROR, "writing replica_router.heartbeat failed: %s", SPI_result_code_string(rc));

@@ -11,6 +11,7 @@ int rr_query_timeout_ms = 1000;
 int rr_max_lag_ms = 30000;
 int rr_stale_after_ms = 3000;
 bool rr_enabled = true;
+bool rr_observe = true;
 bool rr_fallback_to_primary = true;
 int rr_heartbeat_s = 60;
 int rr_max_replicas = 64;
@@ -153,6 +154,11 @@ void rr_define_gucs(bool preloading)
     DefineCustomBoolVariable("replica_router.enabled", "Route reads to replicas.",
                              "When off, recommend() sends everything to the primary.", &rr_enabled, true, PGC_SIGHUP,
                              0, nullptr, nullptr, nullptr);
+    DefineCustomBoolVariable("replica_router.observe", "On a standby, poll every member and answer from those polls.",
+                             "When off, a standby's worker waits for promotion and the standby answers from the "
+                             "hints the primary's worker replicates (N members poll each other: off saves "
+                             "N x (N - 1) polls per interval in large fleets).",
+                             &rr_observe, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomBoolVariable("replica_router.fallback_to_primary",
                              "Send reads to the primary when no replica qualifies.",
                              "When off, recommend() raises an error instead.", &rr_fallback_to_primary, true,

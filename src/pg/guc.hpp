@@ -8,6 +8,7 @@ extern int rr_query_timeout_ms;
 extern int rr_max_lag_ms;
 extern int rr_stale_after_ms;
 extern bool rr_enabled;
+extern bool rr_observe;
 extern bool rr_fallback_to_primary;
 extern int rr_heartbeat_s;
 extern int rr_max_replicas;

@@ -28,8 +28,10 @@ void _PG_init(void)
     BackgroundWorker worker;
     memset(&worker, 0, sizeof worker);
     worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-    // Hints are written to a table, which a standby cannot do.
-    worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    // Every node runs the worker: on a hot standby as an observer that polls
+    // the members and answers from its own shared memory, writing nothing;
+    // the same process starts writing hints once its server is promoted.
+    worker.bgw_start_time = BgWorkerStart_ConsistentState;
     worker.bgw_restart_time = 1;
     snprintf(worker.bgw_library_name, BGW_MAXLEN, "replica_router");
     snprintf(worker.bgw_function_name, BGW_MAXLEN, "replica_router_worker_main");

@@ -41,3 +41,4 @@ static_assert(sizeof(rr::Lsn) == sizeof(XLogRecPtr), "hint LSNs are XLogRecPtr")
 
 // SQLSTATE for "no replica qualifies and fallback_to_primary is off".
 #define ERRCODE_RR_NO_REPLICA MAKE_SQLSTATE('R', 'R', '0', '0', '1')
+#define ERRCODE_RR_NO_PRIMARY MAKE_SQLSTATE('R', 'R', '0', '0', '2')

@@ -2,6 +2,8 @@
 
 #include "guc.hpp"
 #include "primary.hpp"
+#include "shmem.hpp"
+#include "standby.hpp"
 #include "routing.hpp"
 #include "postmaster/postmaster.h"
 
@@ -39,6 +41,55 @@ void primary_endpoint(char *host, std::size_t host_len, int *port)
         have_hostname = true;
     }
     default_primary_host(GetConfigOption("listen_addresses", true, false), hostname, host, host_len);
+}
+
+
+// Where clients reach the primary: the member this node's worker chose
+// (members.hpp); before it has published, this server when it is out of
+// recovery; on a standby whose registry does not list the primary (as 1.1
+// registered replicas only), the primary the replicated heartbeat names,
+// while it is recent. Never the standby itself.
+bool find_primary(Micros now, PrimaryInfo &out, char *why, std::size_t why_len)
+{
+    SharedState *s = shmem_require();
+    LWLockAcquire(s->lock, LW_SHARED);
+    bool ready = s->hints_ready;
+    ElectedPrimary e = s->elected;
+    LWLockRelease(s->lock);
+    if (ready && e.kind != PrimaryChoice::Kind::none) {
+        copy_str(out.node, sizeof out.node, e.node);
+        copy_str(out.host, sizeof out.host, e.host);
+        out.port = e.port;
+        return true;
+    }
+    if (!RecoveryInProgress()) {
+        out = local_primary();
+        return true;
+    }
+    if (ready && e.members_cover) {
+        copy_str(why, why_len, "no member answers as the primary: each one is down, in recovery, or not followed");
+        return false;
+    }
+    StandbyHints sh;
+    standby_load(sh, now);
+    if (sh.fresh && sh.primary.host[0] != '\0') {
+        out = sh.primary;
+        return true;
+    }
+    snprintf(why, why_len, "no registered member is out of recovery, and %s",
+             sh.fresh ? "the replicated heartbeat names no primary" : sh.why_not_fresh);
+    return false;
+}
+
+PrimaryInfo current_primary(Micros now)
+{
+    PrimaryInfo p{};
+    char why[256] = "";
+    if (!find_primary(now, p, why, sizeof why))
+        ereport(ERROR, (errcode(ERRCODE_RR_NO_PRIMARY), errmsg("no primary is reachable"), errdetail("%s.", why),
+                        errhint("Check replica_router.status on this node. Register every member, the primary "
+                                "included, with replica_router.add_node() so that a promoted one is found.")));
+    return p;
 }
 
 } // namespace rr

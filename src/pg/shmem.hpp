@@ -4,6 +4,7 @@
 #pragma once
 
 #include "pg.hpp"
+#include "members.hpp"
 #include "routing.hpp"
 
 #include <boost/container/static_vector.hpp>
@@ -42,6 +43,18 @@ struct PrimaryStats {
 };
 static_assert(std::is_trivially_copyable_v<PrimaryStats>);
 
+// The primary as this node's worker chose it (members.hpp).
+struct ElectedPrimary {
+    PrimaryChoice::Kind kind;
+    bool members_cover;  // a registered member has been the primary: the registry lists it
+    uint32_t timeline;
+    int32_t followers;
+    int32_t port;
+    char node[kNameLen];
+    char host[kHostLen];
+};
+static_assert(std::is_trivially_copyable_v<ElectedPrimary>);
+
 struct SharedState {
     LWLock *lock;
     Latch *worker_latch;            // set by backends after registry changes
@@ -52,6 +65,7 @@ struct SharedState {
     uint64_t primary_system_id;
     WorkerStats stats;
     PrimaryStats primary;
+    ElectedPrimary elected;
     HintTable nodes;
     PoolTable pools;
     SlotTable slots;

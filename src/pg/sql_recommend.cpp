@@ -178,16 +178,6 @@ Datum answer_datum(FunctionCallInfo fcinfo, const Answer &a)
     return HeapTupleGetDatum(heap_form_tuple(desc, v, nulls));
 }
 
-// Where clients reach the primary: this server, or on a standby the primary
-// that the replicated heartbeat records (never the standby itself).
-PrimaryInfo current_primary(Micros now)
-{
-    if (!RecoveryInProgress())
-        return local_primary();
-    StandbyHints sh;
-    standby_load(sh, now);
-    return sh.primary;
-}
 
 Datum recommend(FunctionCallInfo fcinfo)
 {
@@ -347,10 +337,10 @@ Datum candidates(FunctionCallInfo fcinfo)
             primary = sh.primary;
         } else {
             resolve_route(args.in, snap.d);  // the built-in routes: none are loaded
-            primary = local_primary();
+            primary = current_primary(args.in.now);
         }
     } else {
-        primary = local_primary();
+        primary = current_primary(args.in.now);
     }
 
     Decision &d = snap.d;
@@ -495,10 +485,10 @@ Datum connection_string(FunctionCallInfo fcinfo)
                 endpoints_rank(e, sh.nodes, sh.n, snap.d, snap.ticket);
         } else {
             resolve_route(args.in, snap.d);  // the built-in routes; no replica is ranked
-            primary = local_primary();
+            primary = current_primary(args.in.now);
         }
     } else {
-        primary = local_primary();
+        primary = current_primary(args.in.now);
     }
 
     const Decision &d = snap.d;
@@ -551,11 +541,14 @@ RR_SQL_FUNCTION(replica_router_recommend, "replica_router.recommend()")
 RR_SQL_FUNCTION(replica_router_primary, "replica_router._primary()")
 {
     (void) rr::shmem_require();  // its settings exist only when preloaded
-    rr::PrimaryInfo p = rr::local_primary();
+    rr::PrimaryInfo p{};
+    char why[256];
+    bool found = rr::find_primary(GetCurrentTimestamp(), p, why, sizeof why);
     TupleDesc desc;
     if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
         elog(ERROR, "return type must be a row type");
-    Datum v[3] = {CStringGetTextDatum(p.node), CStringGetTextDatum(p.host), Int32GetDatum(p.port)};
-    bool nulls[3] = {false, false, false};
+    Datum v[3] = {CStringGetTextDatum(found ? p.node : rr::primary_name()), CStringGetTextDatum(p.host),
+                  Int32GetDatum(p.port)};
+    bool nulls[3] = {false, !found, !found};
     return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), v, nulls));
 }

@@ -14,12 +14,20 @@
 #include "guard.hpp"
 #include "guc.hpp"
 #include "lag.hpp"
+#include "members.hpp"
 #include "poller.hpp"
 #include "routing.hpp"
 #include "shmem.hpp"
 #include "slots.hpp"
 #include "state_machine.hpp"
+#include "primary.hpp"
 #include "timeline.hpp"
+
+extern "C" {
+#include "access/xlogrecovery.h"
+#include "postmaster/postmaster.h"
+#include "replication/walreceiver.h"
+}
 
 #include <algorithm>
 #include <cstdlib>
@@ -38,6 +46,7 @@ constexpr Micros kWriteRetry = 1'000'000;        // after a failed hint write
 constexpr Micros kLagMaterial = 1'000'000;       // lag changes smaller than this are not written
 constexpr int64_t kLagBytesMaterial = 16 * 1024 * 1024;
 constexpr Micros kWalRateWindow = 300'000'000;    // WAL rate for slot forecasts: last 5 minutes
+constexpr Micros kReplayRecheck = 100'000;       // observers: registry reread at most this often while WAL replays
 
 struct Tracked {
     NodeRow cfg{};
@@ -46,6 +55,7 @@ struct Tracked {
     NodeHint written{};
     bool written_valid = false;
     bool polling = false;
+    bool ever_primary = false;  // seen out of recovery as the primary: the registry lists the primary
     Micros poll_started = 0;
     Lsn primary_at_start = 0;
     uint64_t round = 0;
@@ -105,9 +115,18 @@ struct WorkerState {
     bool routes_loaded = false;
     bool wait_fd_reserved = false;  // an external-fd slot kept for the wait set
     char registry_problem[kErrorLen] = "";
+    // Members: which one is the primary, as this node's polls show it.
+    PrimaryChoice choice;
+    std::vector<const NodeHint *> member_view;  // scratch for choose_primary
+    Lsn primary_seen = 0;        // the chosen primary's newest WAL position seen
+    XLogRecPtr replay_seen = 0;  // observers reread the registry when replay moves
+    Micros last_registry_load = 0;
+    bool was_in_recovery = false;
 };
 
 WorkerState *state = nullptr;
+
+void choose(Micros now);
 
 bool fd_acquire() { return AcquireExternalFD(); }
 void fd_release() { ReleaseExternalFD(); }
@@ -148,12 +167,31 @@ void record_error(const char *msg)
 // Copies every node's hint into shared memory in one short exclusive section.
 void publish()
 {
+    ElectedPrimary elected{};
+    const PrimaryChoice &c = state->choice;
+    elected.kind = c.kind;
+    elected.timeline = c.timeline;
+    elected.followers = c.followers;
+    for (const Tracked &t : state->nodes)
+        elected.members_cover = elected.members_cover || t.ever_primary;
+    if (c.kind == PrimaryChoice::Kind::local) {
+        PrimaryInfo p = local_primary();
+        copy_str(elected.node, sizeof elected.node, c.index >= 0 ? state->nodes[c.index].hint.name : p.node);
+        copy_str(elected.host, sizeof elected.host, p.host);
+        elected.port = p.port;
+    } else if (c.kind == PrimaryChoice::Kind::member) {
+        const NodeHint &h = state->nodes[static_cast<std::size_t>(c.index)].hint;
+        copy_str(elected.node, sizeof elected.node, h.name);
+        copy_str(elected.host, sizeof elected.host, h.host);
+        elected.port = h.port;
+    }
     LWLockAcquire(shared->lock, LW_EXCLUSIVE);
     shared->nodes.clear();
     for (const Tracked &t : state->nodes)
         if (shared->nodes.size() < shared->nodes.capacity())
             shared->nodes.push_back(t.hint);
     shared->primary = state->primary;
+    shared->elected = elected;
     shared->pools.clear();
     // Pools that do not fit are never dropped silently: the node's
     // pgbouncer_error says so.
@@ -284,6 +322,7 @@ void sync_registry(const NodeRow *rows, int n, Micros now)
     }
     // Nodes that left the registry close their connections as `nodes` is replaced.
     state->nodes = std::move(next);
+    choose(now);  // indexes changed
     state->dirty = true;
 }
 
@@ -351,6 +390,107 @@ void load_registry(Micros now)
     });
 }
 
+LocalServer local_server()
+{
+    LocalServer l;
+    l.in_recovery = RecoveryInProgress();
+    l.system_id = shared->primary_system_id;
+    l.port = PostPortNumber;
+    if (!l.in_recovery) {
+        l.timeline = GetWALInsertionTimeLine();
+        l.lsn = GetXLogWriteRecPtr();
+    }
+    return l;
+}
+
+// Which member is the primary now (members.hpp); logged when it changes.
+void choose(Micros now)
+{
+    std::vector<const NodeHint *> &view = state->member_view;
+    view.clear();
+    for (const Tracked &t : state->nodes)
+        view.push_back(&t.hint);
+    PrimaryChoice before = state->choice;
+    PrimaryChoice c = choose_primary(view.data(), view.size(), local_server());
+    state->choice = c;
+    if (c.kind == PrimaryChoice::Kind::member && c.lsn > state->primary_seen)
+        state->primary_seen = c.lsn;
+    if (c.kind != before.kind || c.index != before.index) {
+        const char *name = c.index >= 0 ? state->nodes[static_cast<std::size_t>(c.index)].hint.name
+                           : c.kind == PrimaryChoice::Kind::local ? "this server"
+                                                                  : "none reachable";
+        if (c.kind != PrimaryChoice::Kind::member || c.index != before.index)
+            state->primary_seen = c.lsn;
+        state->next_heartbeat = now;  // the heartbeat names the primary: rewrite it at once
+        pg_call([&] {
+            ereport(LOG, (errmsg("replica_router: the primary is %s%s (timeline %u, %d member%s streaming from it)",
+                                 name, c.kind == PrimaryChoice::Kind::local && c.index >= 0 ? ", this server" : "",
+                                 c.timeline, c.followers, c.followers == 1 ? "" : "s")));
+        });
+    }
+    state->dirty = true;
+}
+
+// Why a member out of recovery is not the primary.
+void not_primary_reason(const NodeHint &h, char *why, std::size_t len)
+{
+    const PrimaryChoice &c = state->choice;
+    if (c.kind == PrimaryChoice::Kind::none) {
+        snprintf(why, len, "out of recovery, but not followed: no primary is chosen yet");
+        return;
+    }
+    const char *name = c.index >= 0 ? state->nodes[static_cast<std::size_t>(c.index)].hint.name : "this server";
+    snprintf(why, len, "out of recovery on timeline %d, but the primary is %s (timeline %u, %d follower%s): split brain?",
+             h.timeline, name, c.timeline, c.followers, c.followers == 1 ? "" : "s");
+}
+
+// A replica cannot be following the chosen primary: it streams from another
+// member out of recovery (or from this server when this server is not the
+// primary), or, judged by the primary's timeline history when the primary is
+// this server (off_history), or by its timeline when it is another member.
+bool follows_elsewhere(const NodeHint &h, uint32_t tli, bool streaming, char *why, std::size_t len)
+{
+    const PrimaryChoice &c = state->choice;
+    std::vector<const NodeHint *> &view = state->member_view;
+    int up = upstream_of(view.data(), view.size(), h);
+    if (c.kind != PrimaryChoice::Kind::none && up >= 0 && up != c.index) {
+        const NodeHint &u = *view[static_cast<std::size_t>(up)];
+        if (poll_ok(u) && !u.in_recovery) {
+            snprintf(why, len, "streams from %s, which is out of recovery but not the primary", u.name);
+            return true;
+        }
+    }
+    bool local_out = !RecoveryInProgress();
+    if (c.kind == PrimaryChoice::Kind::member && local_out && up < 0 && sender_is_local(h, PostPortNumber)) {
+        snprintf(why, len, "streams from this server, which is out of recovery but not the primary");
+        return true;
+    }
+    if (c.kind == PrimaryChoice::Kind::local)
+        return off_history(state->timelines, tli, streaming, h.replay_lsn, why, len);
+    if (c.kind == PrimaryChoice::Kind::member && streaming && tli > c.timeline) {
+        snprintf(why, len, "on timeline %u, newer than the primary's timeline %u: it follows another primary", tli,
+                 c.timeline);
+        return true;
+    }
+    return false;
+}
+
+// The newest primary WAL position this node knows: this server's when it is
+// the primary, else the chosen member's at its last poll (or, with none
+// reachable, the newest seen), and never behind what this standby received.
+Lsn reference_lsn()
+{
+    if (state->choice.kind == PrimaryChoice::Kind::local || (state->choice.kind == PrimaryChoice::Kind::none && !RecoveryInProgress()))
+        return GetXLogWriteRecPtr();
+    Lsn ref = state->primary_seen;
+    if (RecoveryInProgress()) {
+        XLogRecPtr received = GetWalRcvFlushRecPtr(nullptr, nullptr);
+        if (received > ref)
+            ref = received;
+    }
+    return ref;
+}
+
 // Folds a finished poll into the node's hint.
 void apply_result(Tracked &t, Micros now)
 {
@@ -375,6 +515,14 @@ void apply_result(Tracked &t, Micros now)
         h.pool = r.pool;
         copy_str(h.slot_name, sizeof h.slot_name, r.slot_name);
         copy_str(h.app_name, sizeof h.app_name, r.app_name);
+        h.current_lsn = r.current_lsn;
+        h.sender_port = r.sender_port;
+        copy_str(h.sender_host, sizeof h.sender_host, r.sender_host);
+        // Same cluster and a postmaster started at our postmaster's
+        // microsecond: this server itself (to within the rounding of the
+        // epoch's extraction).
+        h.is_local = h.system_id == shared->primary_system_id && r.started_at != 0 &&
+                     std::llabs(r.started_at - PgStartTime) <= 1;
         h.error[0] = '\0';
         if (!r.host.empty())
             copy_str(h.host, sizeof h.host, r.host.c_str());
@@ -395,6 +543,8 @@ void apply_result(Tracked &t, Micros now)
         copy_str(h.error, sizeof h.error, r.error.c_str());
     }
 
+    choose(now);
+    int self_index = static_cast<int>(&t - state->nodes.data());
     ClassifyInput in{};
     in.enabled = h.enabled;
     in.polled = true;
@@ -411,19 +561,16 @@ void apply_result(Tracked &t, Micros now)
     // itself checks when a standby is asked to follow a new timeline.
     bool streaming = r.receiver_timeline != 0;
     uint32_t tli = static_cast<uint32_t>(streaming ? r.receiver_timeline : h.timeline);
-    in.diverged = ok && h.in_recovery && off_history(state->timelines, tli, streaming, h.replay_lsn, why, sizeof why);
-    // Same cluster, out of recovery, and a postmaster started at our
-    // postmaster's microsecond: this server itself (to within the rounding
-    // of the epoch's extraction).
-    in.self = ok && !h.in_recovery && h.system_id == shared->primary_system_id && r.started_at != 0 &&
-              std::llabs(r.started_at - PgStartTime) <= 1;
+    in.diverged = ok && h.in_recovery && follows_elsewhere(h, tli, streaming, why, sizeof why);
+    in.elected = ok && !h.in_recovery && state->choice.kind != PrimaryChoice::Kind::none &&
+                 state->choice.index == self_index;
+    if (in.elected)
+        t.ever_primary = true;
     Event event = event_of(in);
     if (event == Event::diverged)
         copy_str(h.error, sizeof h.error, why);
-    else if (event == Event::self)
-        copy_str(h.error, sizeof h.error,
-                 "this entry is the primary itself (e.g. a replica since promoted); remove it with "
-                 "replica_router.remove_replica()");
+    else if (event == Event::promoted)
+        not_primary_reason(h, h.error, sizeof h.error);
     h.good_streak = target(before, event) == NodeState::healthy ? h.good_streak + 1 : 0;
     h.state = step(before, event, h.good_streak, static_cast<uint32_t>(rr_recovery_polls));
     if (h.state != before) {
@@ -511,8 +658,10 @@ void start_probe(Poller &p, Micros now, const PollSettings &s, const ProbeRef &r
 
 void tick(Micros now)
 {
-    timeline_refresh(state->timelines);  // before any C++ object of this frame exists
-    XLogRecPtr primary_lsn = GetXLogWriteRecPtr();
+    if (!RecoveryInProgress())
+        timeline_refresh(state->timelines);  // before any C++ object of this frame exists
+    cpp_step("choosing the primary", [now] { choose(now); });  // this server may have been promoted
+    XLogRecPtr primary_lsn = reference_lsn();
     state->history.record(now, primary_lsn);
     state->round++;
     state->round_start = now;
@@ -578,7 +727,8 @@ bool material_change(const NodeHint &a, const NodeHint &b)
 void write_hints(Micros now)
 {
     static HintWrite rows[kMaxNodesHard];
-    if (!state->extension_present || now < state->next_write_retry)
+    // An observer (a standby's worker) writes nothing; once promoted it does.
+    if (!state->extension_present || now < state->next_write_retry || RecoveryInProgress())
         return;
     bool heartbeat = now >= state->next_heartbeat;
     int n = 0;
@@ -833,6 +983,29 @@ void wait_and_advance()
             advance_probe(p, now);
 }
 
+// replica_router.observe = off on a standby: no polls, nothing published
+// (the standby answers from the replicated hints); wakes on reload and checks
+// for promotion every second.
+void stand_by()
+{
+    if (shared->hints_ready || !state->nodes.empty()) {
+        close_all();
+        state->nodes.clear();
+        state->choice = PrimaryChoice{};
+        LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+        shared->hints_ready = false;
+        shared->routes_ready = false;
+        shared->nodes.clear();
+        shared->elected = ElectedPrimary{};
+        LWLockRelease(shared->lock);
+        state->next_registry_load = 0;  // reread at once when observing again
+        state->next_tick = 0;
+    }
+    int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 1000L, PG_WAIT_EXTENSION);
+    if (rc & WL_LATCH_SET)
+        ResetLatch(MyLatch);
+}
+
 void run_loop()
 {
     for (;;) {
@@ -846,8 +1019,32 @@ void run_loop()
                 state->next_heartbeat = due;
         }
         Micros now = GetCurrentTimestamp();
+        bool in_recovery = RecoveryInProgress();
+        if (in_recovery && !rr_observe) {
+            stand_by();
+            continue;
+        }
+        if (state->was_in_recovery && !in_recovery) {
+            // Promoted: this worker now writes. Choose first, so that the
+            // first heartbeat names this server.
+            ereport(LOG, (errmsg("replica_router worker: this server was promoted; writing hints from now on")));
+            cpp_step("choosing the primary", [now] { choose(now); });
+            state->next_heartbeat = now;
+            state->dirty = true;
+        }
+        state->was_in_recovery = in_recovery;
 
-        if (pg_atomic_read_u32(&shared->generation) != state->generation_seen || now >= state->next_registry_load) {
+        // On a standby, registry changes arrive by replay: reread once WAL
+        // has moved (at most every kReplayRecheck).
+        bool replayed = false;
+        if (RecoveryInProgress() && now - state->last_registry_load >= kReplayRecheck) {
+            XLogRecPtr replay = GetXLogReplayRecPtr(nullptr);
+            replayed = replay != state->replay_seen;
+            state->replay_seen = replay;
+        }
+        if (replayed || pg_atomic_read_u32(&shared->generation) != state->generation_seen ||
+            now >= state->next_registry_load) {
+            state->last_registry_load = now;
             bool was_present = state->extension_present;
             load_registry(now);
             if (!state->extension_present && was_present)

@@ -171,14 +171,18 @@ sub read_nodes
 		$s3->safe_psql('postgres',
 			"SELECT count(*) FROM pg_stat_activity WHERE application_name = 'replica_router'");
 	};
-	is($worker_conns->(), 1, 'the worker holds one connection to s3');
+	# Every node runs a worker (observers on the standbys): one connection
+	# each, from the primary, s1, s2 and s3 itself.
+	my $conns;
+	ok(defined wait_until(10, sub { ($conns = $worker_conns->()) == 4 }),
+		"each node's worker holds one connection to s3 (4 in all; last count $conns)");
 
 	$rr->q("SELECT replica_router.alter_replica('s3', enabled => false)");
 	ok(defined $rr->wait_state('s3', 'disabled', 2), 'alter_replica(enabled => false): s3 disabled');
 	my $count = $rr->read_counts(20);
 	is($count->{s3} // 0, 0, 'disabled s3 never recommended (20 calls)');
 	is(RRTest::split_of($count, qw(s1 s2)), 's1=10,s2=10', 'reads go to s1 and s2');
-	ok(defined wait_until(5, sub { $worker_conns->() == 0 }), 'the worker closed its connection to disabled s3');
+	ok(defined wait_until(5, sub { $worker_conns->() == 0 }), 'every worker closed its connection to disabled s3');
 	my $polls = $rr->q("SELECT last_poll FROM replica_router._hints() WHERE node = 's3'");
 	ok(defined $rr->wait_rounds(3, 3), 'the worker goes on with its rounds');
 	is($rr->q("SELECT last_poll FROM replica_router._hints() WHERE node = 's3'"),

@@ -369,12 +369,12 @@ $s2->poll_query_until('postgres',
   or die 'the hints did not replicate';
 {
 	my ($role, $reason) = split /\|/, $s2->safe_psql('postgres', "SELECT role, reason FROM replica_router.recommend('read')");
-	is($role, 'replica', "recommend() on a standby answers a replica from the replicated hints ($reason)");
+	is($role, 'replica', "recommend() on a standby answers a replica from its own worker's polls ($reason)");
 	is($s2->safe_psql('postgres', "SELECT role FROM replica_router.recommend('user_login')"),
 		'primary', 'recommend() on a standby follows the replicated routes');
 	is( $s2->safe_psql('postgres', "SELECT host || ':' || port FROM replica_router.recommend('write')"),
 		"127.0.0.1:${\ $primary->port}",
-		'recommend(write) on a standby names the primary from the heartbeat');
+		'recommend(write) on a standby names the primary its worker found');
 
 	# Switched off on the standby: still the primary, never the standby itself.
 	$s2->append_conf('postgresql.conf', 'replica_router.enabled = off');
@@ -406,7 +406,16 @@ my @follow_s2 = ($follower_bin, '--source', $s2->connstr('postgres'), '--dbname'
 		'follower from a standby: write alias at the primary');
 }
 
-# Stop the heartbeat (hint writes) and wait past standby_max_hint_age (3s).
+# replica_router.observe = off on s2: its worker stops polling and s2 answers
+# from the replicated hints, as 1.1 did. Then stop the heartbeat (hint writes)
+# and wait past standby_max_hint_age (3s).
+$s2->append_conf('postgresql.conf', 'replica_router.observe = off');
+$s2->reload;
+ok( defined wait_until(10,
+		sub { $s2->safe_psql('postgres', "SELECT count(*) FROM replica_router._hints()") eq '0' }),
+	'observe = off: the worker on s2 stops publishing its own polls');
+like($s2->safe_psql('postgres', "SELECT reason FROM replica_router.recommend('read')"), qr/healthy replica/,
+	'observe = off: s2 answers from the replicated hints');
 $rr->set_conf('replica_router.heartbeat' => '1h');
 {
 	my $reason;
@@ -444,6 +453,13 @@ $rr->set_conf('replica_router.heartbeat' => '1s');
 		  or die 'the standby never trusted its hints again';
 	}
 }
+
+# Observing again: s2's worker polls and publishes its own view.
+$s2->append_conf('postgresql.conf', 'replica_router.observe = on');
+$s2->reload;
+ok( defined wait_until(10,
+		sub { $s2->safe_psql('postgres', "SELECT count(*) FILTER (WHERE state = 'healthy') FROM replica_router._hints()") eq '2' }),
+	'observe = on again: s2 polls both replicas itself');
 
 ###############################################################################
 # (i) the follower in front of a real pgbouncer

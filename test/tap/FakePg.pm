@@ -303,19 +303,20 @@ sub _answer
 	my ($self, $sql) = @_;
 	if ($sql =~ /pg_is_in_recovery/)
 	{
-		# replica_router's poll query: 18 columns, one row (a standby in
+		# replica_router's poll query: 21 columns, one row (a standby in
 		# recovery, streaming nothing, on timeline 1).
 		my @cols = (
 			[ in_recovery => 16 ], [ receive_lsn => 20 ], [ replay_lsn => 20 ], [ replay_ts => 20 ],
 			[ replay_paused => 16 ], [ system_identifier => 20 ], [ timeline => 23 ], [ connections => 20 ],
 			[ max_connections => 23 ], [ active => 20 ], [ idle => 20 ], [ idle_in_xact => 20 ],
 			[ waiting => 20 ], [ reserved => 23 ], [ slot_name => 25 ], [ application_name => 25 ],
-			[ receiver_tli => 23 ], [ started_at => 20 ]);
+			[ receiver_tli => 23 ], [ started_at => 20 ], [ current_lsn => 20 ], [ sender_host => 25 ],
+			[ sender_port => 23 ]);
 		# LSNs as the poll query returns them: bytes since 0/0.
 		my ($hi, $lo) = map { hex } split m{/}, $self->{lsn};
 		my $lsn = $hi * 4294967296 + $lo;
 		my @vals = ('t', $lsn, $lsn, undef, 'f', $self->{system_identifier}, '1', '1', '100',
-			'0', '1', '0', '0', '3', undef, 'fakepg', undef, '1000000000000000');
+			'0', '1', '0', '0', '3', undef, 'fakepg', undef, '1000000000000000', undef, undef, undef);
 		return _row_description(@cols) . _data_row(@vals) . _complete('SELECT 1') . _ready();
 	}
 	if ($sql =~ /^\s*SHOW\s+POOLS/i)

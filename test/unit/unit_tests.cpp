@@ -4,6 +4,7 @@
 #include "conninfo.hpp"
 #include "dns_notify.hpp"
 #include "lag.hpp"
+#include "members.hpp"
 #include "poller.hpp"
 #include "routing.hpp"
 #include "relay.hpp"
@@ -107,9 +108,9 @@ void classify_tests()
     CHECK(event_of(in) == Event::diverged);
     in.in_recovery = false;
     CHECK(event_of(in) == Event::promoted);
-    in.self = true;
-    CHECK(event_of(in) == Event::self);
-    in.self = false;
+    in.elected = true;
+    CHECK(event_of(in) == Event::elected);
+    in.elected = false;
     in.system_id = 7;
     CHECK(event_of(in) == Event::foreign);
     in.last_poll_ok = false;
@@ -128,16 +129,16 @@ void classify_tests()
     using N = NodeState;
     using E = Event;
     const N all[] = {N::unknown, N::healthy, N::lagging, N::down, N::promoted, N::self,
-                     N::foreign, N::diverged, N::stale, N::disabled};
+                     N::foreign, N::diverged, N::stale, N::disabled, N::primary};
     for (N from : all) {
         bool bad = from == N::down || from == N::lagging || from == N::promoted || from == N::self ||
-                   from == N::foreign || from == N::diverged;
+                   from == N::foreign || from == N::diverged || from == N::primary;
         CHECK(step(from, E::disabled, 9, 3) == N::disabled);
         CHECK(step(from, E::not_polled, 9, 3) == N::unknown);
         CHECK(step(from, E::poll_failed, 0, 3) == N::down);
         CHECK(step(from, E::foreign, 0, 3) == N::foreign);
         CHECK(step(from, E::promoted, 0, 3) == N::promoted);
-        CHECK(step(from, E::self, 0, 3) == N::self);
+        CHECK(step(from, E::elected, 0, 3) == N::primary);
         CHECK(step(from, E::diverged, 0, 3) == N::diverged);
         CHECK(step(from, E::over_max_lag, 0, 3) == N::lagging);
         CHECK(step(from, E::caught_up, 3, 3) == N::healthy);
@@ -623,6 +624,93 @@ void dns_tests()
     }
 }
 
+// Members: which one is the primary.
+NodeHint member(const char *name, bool in_recovery, int32_t port, uint32_t tli, Lsn lsn)
+{
+    NodeHint h = replica(name, NodeState::healthy, 0, 0, 1);
+    h.in_recovery = in_recovery;
+    copy_str(h.host, sizeof h.host, "127.0.0.1");
+    h.port = port;
+    h.timeline = static_cast<int32_t>(tli);
+    h.current_lsn = in_recovery ? 0 : lsn;
+    h.system_id = 42;
+    return h;
+}
+
+void streams_from(NodeHint &r, const char *host, int32_t port)
+{
+    copy_str(r.sender_host, sizeof r.sender_host, host);
+    r.sender_port = port;
+}
+
+void member_tests()
+{
+    LocalServer standby;  // a standby's worker: in recovery
+    standby.system_id = 42;
+    standby.port = 5434;
+    NodeHint a = member("a", false, 5432, 1, 100), b = member("b", true, 5433, 1, 0), c = member("c", true, 5434, 1, 0);
+    streams_from(b, "127.0.0.1", 5432);
+    streams_from(c, "/tmp/sockets", 5432);  // a socket directory: same machine, matched by port
+    const NodeHint *m[] = {&a, &b, &c};
+    CHECK(upstream_of(m, 3, b) == 0 && upstream_of(m, 3, c) == 0 && upstream_of(m, 3, a) == -1);
+    PrimaryChoice p = choose_primary(m, 3, standby);
+    CHECK(p.kind == PrimaryChoice::Kind::member && p.index == 0 && p.followers == 2 && p.timeline == 1);
+
+    // a down: no primary (never a dead member).
+    a.failures = 1;
+    CHECK(choose_primary(m, 3, standby).kind == PrimaryChoice::Kind::none);
+    // b promoted (timeline 2), c re-pointed to it: b, even with a back on timeline 1 (split brain).
+    b.in_recovery = false;
+    b.timeline = 2;
+    b.current_lsn = 90;
+    streams_from(c, "127.0.0.1", 5433);
+    p = choose_primary(m, 3, standby);
+    CHECK(p.kind == PrimaryChoice::Kind::member && p.index == 1 && p.followers == 1);
+    a.failures = 0;
+    p = choose_primary(m, 3, standby);
+    CHECK(p.index == 1 && p.timeline == 2);
+    // Another cluster's server out of recovery never qualifies.
+    b.system_id = 7;
+    p = choose_primary(m, 3, standby);
+    CHECK(p.index == 0);
+    b.system_id = 42;
+    // Disabled members never qualify.
+    b.enabled = false;
+    CHECK(choose_primary(m, 3, standby).index == 0);
+    b.enabled = true;
+
+    // On the same timeline, the one the replicas follow wins, whatever its LSN.
+    NodeHint x = member("x", false, 6000, 3, 10), y = member("y", false, 6001, 3, 500), r = member("r", true, 6002, 3, 0);
+    streams_from(r, "127.0.0.1", 6000);
+    const NodeHint *m2[] = {&x, &y, &r};
+    CHECK(choose_primary(m2, 3, standby).index == 0);
+    // No followers: the newest WAL position.
+    r.sender_port = 0;
+    CHECK(choose_primary(m2, 3, standby).index == 1);
+
+    // This server out of recovery, not registered: a candidate like the others.
+    LocalServer primary;
+    primary.in_recovery = false;
+    primary.system_id = 42;
+    primary.port = 6005;
+    primary.timeline = 3;
+    primary.lsn = 1;
+    streams_from(r, "/var/run/postgresql", 6005);
+    p = choose_primary(m2, 3, primary);
+    CHECK(p.kind == PrimaryChoice::Kind::local && p.index == -1 && p.followers == 1);
+    // Registered (the entry is this server): the entry's index, this server's figures.
+    x.is_local = true;
+    x.port = 6005;
+    streams_from(r, "127.0.0.1", 6005);
+    p = choose_primary(m2, 3, primary);
+    CHECK(p.kind == PrimaryChoice::Kind::local && p.index == 0 && p.lsn == 1);
+    // A newer timeline elsewhere wins over this server (this server is the old primary).
+    y.timeline = 4;
+    p = choose_primary(m2, 3, primary);
+    CHECK(p.kind == PrimaryChoice::Kind::member && p.index == 1);
+    CHECK(sender_is_local(r, 6005) && !sender_is_local(r, 6006));
+}
+
 int main()
 {
     lag_tests();
@@ -636,6 +724,7 @@ int main()
     relay_tests();
     host_list_tests();
     dns_tests();
+    member_tests();
     std::printf("unit: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
