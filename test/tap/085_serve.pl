@@ -23,6 +23,8 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use JSON::PP;
+use File::Basename qw(dirname);
+use File::Spec;
 use Time::HiRes qw(time);
 use RRTest qw(wait_until);
 
@@ -207,6 +209,75 @@ for my $path ('/node/s2/replica?max_lag=5s', '/recommend?max_lag=5s')
 	cmp_ok($took // 0, '>=', 1.0, 'not before the data is old');
 	like($body, qr/older than stale_after/, "the body says how old ($body)");
 	ok(defined wait_until(15, sub { ($serve->get('/node/s2/replica'))[0] == 200 }, 0.1), 'thawed: 200 again');
+}
+
+###############################################################################
+# (h) The status page in a real browser: a headless chromium screenshot
+###############################################################################
+SKIP:
+{
+	my ($chromium) = grep { -x } qw(/usr/bin/chromium /usr/bin/chromium-browser);
+	skip 'chromium not installed', 2 unless $chromium;
+	my $dir = PostgreSQL::Test::Utils::tempdir('chromium');
+	my $png = "$dir/status.png";
+	my ($rc, $out, $err) = RRTest::run_tool($chromium, '--headless', '--no-sandbox', '--disable-gpu',
+		'--no-first-run', "--user-data-dir=$dir/profile", '--hide-scrollbars', '--window-size=1200,400',
+		"--screenshot=$png", $serve->url('/'));
+	ok(-s $png && -s $png > 10_000, sprintf('chromium --headless --screenshot of / (%d bytes)', -s $png // 0))
+	  or diag("exit $rc: $err");
+	# A PNG whose pixels are not all one colour: the table and its colours rendered.
+	open my $fh, '<:raw', $png or die $!;
+	read $fh, my $magic, 8;
+	close $fh;
+	is($magic, "\x89PNG\r\n\x1a\n", 'the screenshot is a PNG');
+	my $keep = $ENV{RR_SCREENSHOT_DIR};
+	system('cp', $png, "$keep/status.png") if $keep && -d $keep;
+}
+
+###############################################################################
+# (i) The README's check examples, as printed (the host name replaced)
+###############################################################################
+{
+	my $readme = slurp_file(dirname(__FILE__) . '/../../README.md');
+	my ($block) = $readme =~ /### Check command.*?```sh\n(.*?)```/s;
+	my @lines = grep { /^replica_router check / } split /\n/, $block // '';
+	cmp_ok(scalar @lines, '>=', 5, 'the README has check examples');
+	$rr->q("DO \$\$BEGIN CREATE ROLE monitor LOGIN IN ROLE pg_monitor; EXCEPTION WHEN duplicate_object THEN NULL; END\$\$");
+	local $ENV{PATH} = dirname(RRTest::tool('replica_router')) . ":$ENV{PATH}";
+	local $ENV{PGHOST} = '127.0.0.1';
+	local $ENV{PGPORT} = $primary->port;
+	local $ENV{PGUSER} = $rr->{user};
+	for my $line (@lines)
+	{
+		(my $cmd = $line) =~ s/primary\.example/127.0.0.1/g;
+		$cmd =~ s/--node r1/--node s1/;    # this cluster's names
+		my ($rc, $out, $err) = RRTest::run_tool('sh', '-c', $cmd);
+		ok($rc <= 2 && $out =~ /^REPLICA_ROUTER \w+ (OK|WARNING|CRITICAL) - /, "README: $cmd (exit $rc)")
+		  or diag("$out$err");
+	}
+	my ($rc, $out) = RRTest::run_tool(RRTest::tool('replica_router'), '--version');
+	is($out, "replica_router 1.2\n", 'replica_router --version: the extension version');
+}
+
+###############################################################################
+# (j) contrib/systemd units pass systemd-analyze verify
+###############################################################################
+SKIP:
+{
+	skip 'systemd-analyze not installed', 2 unless -x '/usr/bin/systemd-analyze';
+	my $dir = PostgreSQL::Test::Utils::tempdir('units');
+	my $bin = File::Spec->rel2abs(RRTest::tool('replica_router'));
+	for my $unit (qw(replica-router-serve.service replica-router-follow.service))
+	{
+		# The units name Debian's path; here the program is the one built.
+		(my $text = slurp_file(dirname(__FILE__) . "/../../contrib/systemd/$unit")) =~ s{/usr/lib/postgresql/15/bin/replica_router}{$bin}g;
+		open my $fh, '>', "$dir/$unit" or die $!;
+		print $fh $text;
+		close $fh;
+		my ($rc, $out, $err) = RRTest::run_tool('systemd-analyze', 'verify', "$dir/$unit");
+		my @mine = grep { /\Q$unit\E/ } split /\n/, "$out$err";
+		ok($rc == 0 && !@mine, "systemd-analyze verify $unit") or diag("exit $rc: $out$err");
+	}
 }
 
 $serve->stop;
