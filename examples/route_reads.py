@@ -46,8 +46,14 @@ class Router:
         ready, _, _ = select.select([self.listener.fileno()], [], [], 0)
         if not ready:
             return
-        gen = self.listener.notifies(timeout=0)
-        if any(True for _ in gen):
+        # Without blocking (psycopg 3.1 has no notifies(timeout=)): read what
+        # arrived, take every queued notification.
+        pgconn = self.listener.pgconn
+        pgconn.consume_input()
+        got = False
+        while pgconn.notifies() is not None:
+            got = True
+        if got:
             self.cache.clear()
             self.invalidations += 1
 
