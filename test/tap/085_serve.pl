@@ -247,6 +247,7 @@ SKIP:
 	read $fh, my $magic, 8;
 	close $fh;
 	is($magic, "\x89PNG\r\n\x1a\n", 'the screenshot is a PNG');
+	# RR_SCREENSHOT_DIR=/some/dir keeps it (to look at).
 	my $keep = $ENV{RR_SCREENSHOT_DIR};
 	system('cp', $png, "$keep/status.png") if $keep && -d $keep;
 }
