@@ -578,3 +578,91 @@ GRANT EXECUTE ON FUNCTION replica_router._check_privilege(text, text, text), rep
     TO replica_router_admin;
 
 SELECT replica_router._notify_worker();
+
+------------------------------------------------------------------------------
+-- BEGIN issue #12 (slow replicas, max_lag at answer time, 1.1 findings).
+-- The `slow` state comes from the library through states(). A replica that
+-- cannot be reached shows no gaps: its last positions say nothing now (the
+-- lag view's receive_gap_bytes and replay_gap_bytes are NULL when lag_bytes
+-- is). health.most_lagging names a replica only when some lag is above 0.
+------------------------------------------------------------------------------
+CREATE OR REPLACE VIEW replica_router.lag AS
+WITH h AS (SELECT * FROM replica_router._hints()),
+     sr AS (SELECT r.*, s.slot_name AS via_slot,
+                   count(*) OVER (PARTITION BY r.application_name) AS same_name
+              FROM pg_catalog.pg_stat_replication r
+              LEFT JOIN pg_catalog.pg_replication_slots s ON s.active_pid = r.pid)
+SELECT n.name AS node,
+       coalesce(h.state, CASE WHEN n.enabled THEN 'unknown' ELSE 'disabled' END) AS state,
+       CASE WHEN m.pid IS NULL THEN NULL WHEN h.wal_slot_name IS NOT NULL THEN 'slot' ELSE 'application_name' END
+           AS matched_by,
+       m.application_name,
+       m.client_addr,
+       m.state AS walsender_state,
+       m.sync_state,
+       m.sent_lsn,
+       m.write_lsn,
+       m.flush_lsn,
+       m.replay_lsn AS reported_replay_lsn,
+       m.write_lag,
+       m.flush_lag,
+       m.replay_lag AS reported_replay_lag,
+       h.receive_lsn,
+       h.replay_lsn,
+       h.lag_bytes,
+       pg_catalog.pg_size_pretty(h.lag_bytes) AS lag_size,
+       h.lag AS replay_lag,
+       extract(epoch FROM h.lag)::double precision AS replay_lag_seconds,
+       CASE WHEN NOT pg_catalog.pg_is_in_recovery() AND h.receive_lsn IS NOT NULL AND h.lag_bytes IS NOT NULL
+            THEN greatest(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), h.receive_lsn), 0)::bigint
+       END AS receive_gap_bytes,
+       CASE WHEN h.receive_lsn IS NOT NULL AND h.replay_lsn IS NOT NULL AND h.lag_bytes IS NOT NULL
+            THEN greatest(pg_catalog.pg_wal_lsn_diff(h.receive_lsn, h.replay_lsn), 0)::bigint
+       END AS replay_gap_bytes,
+       h.replay_paused,
+       CASE WHEN NOT n.enabled THEN 'ok'
+            ELSE replica_router._worst(
+                     st.severity,
+                     CASE WHEN st.lag_judged AND h.lag >= replica_router._ms_setting('replica_router.lag_critical')
+                          THEN 'critical'
+                          WHEN st.lag_judged AND (h.lag >= replica_router._ms_setting('replica_router.lag_warning')
+                                                  OR h.replay_paused)
+                          THEN 'warning' END)
+       END AS severity,
+       h.last_poll,
+       h.error
+  FROM replica_router.nodes n
+  LEFT JOIN h ON h.node_id = n.id
+  LEFT JOIN replica_router.states() st
+         ON st.state = coalesce(h.state, CASE WHEN n.enabled THEN 'unknown' ELSE 'disabled' END)
+  LEFT JOIN LATERAL (
+        SELECT sr.* FROM sr
+         WHERE (h.wal_slot_name IS NOT NULL AND sr.via_slot = h.wal_slot_name)
+            OR (h.wal_slot_name IS NULL AND sr.application_name = h.wal_application_name AND sr.same_name = 1)
+         LIMIT 1) m ON true;
+
+CREATE OR REPLACE VIEW replica_router.health AS
+WITH w AS (SELECT * FROM replica_router.worker_status()),
+     l AS (SELECT * FROM replica_router.lag),
+     fresh AS (SELECT w.pid IS NOT NULL
+                      AND pg_catalog.clock_timestamp() - w.last_round_start
+                          < 3 * replica_router._ms_setting('replica_router.poll_interval') + interval '2 seconds'
+                      AS alive FROM w)
+SELECT replica_router._worst(
+           (SELECT replica_router._worst(VARIADIC coalesce(array_agg(severity), '{}')) FROM l),
+           (SELECT replica_router._worst(VARIADIC coalesce(array_agg(severity), '{}')) FROM replica_router.slot_health),
+           (SELECT replica_router._worst(VARIADIC coalesce(array_agg(severity), '{}')) FROM replica_router.pool_state),
+           CASE WHEN NOT (SELECT alive FROM fresh) THEN 'critical' END,
+           CASE WHEN (SELECT registry_problem FROM w) IS NOT NULL THEN 'critical' END) AS severity,
+       (SELECT count(*) FILTER (WHERE state = 'healthy') FROM l)::integer AS healthy_replicas,
+       (SELECT count(*) FROM l)::integer AS registered_replicas,
+       (SELECT max(replay_lag) FROM l) AS max_replay_lag,
+       (SELECT node FROM l WHERE replay_lag > interval '0' ORDER BY replay_lag DESC, node LIMIT 1) AS most_lagging,
+       (SELECT alive FROM fresh) AS worker_alive,
+       (SELECT pid FROM w) AS worker_pid,
+       greatest(pg_catalog.clock_timestamp() - (SELECT last_round_start FROM w), interval '0') AS last_round_age,
+       (SELECT last_round_duration FROM w) AS last_round_duration,
+       (SELECT registry_problem FROM w) AS registry_problem;
+COMMENT ON VIEW replica_router.health IS
+    'One row summing up the cluster: worst severity, healthy replicas, worker freshness, registry problems';
+-- END issue #12 (slow replicas, max_lag at answer time, 1.1 findings).

@@ -30,6 +30,7 @@ void resolve_route(const DecideInput &in, Decision &d) noexcept
     req.has_min_lsn = in.has_min_lsn;
     req.min_lsn = in.min_lsn;
     req.zone = in.zone;
+    req.primary_lsn = in.primary_lsn;
     if (route == nullptr) {
         d.target = Target::primary;
         d.outcome = in.strict_operations ? Outcome::unknown_operation : Outcome::primary;

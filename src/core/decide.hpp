@@ -22,6 +22,7 @@ struct DecideInput {
     bool strict_operations;
     const RouteRow *routes;      // nullptr: built-in read/write only
     std::size_t nroutes;
+    Lsn primary_lsn;             // the primary's WAL write position now; 0 = unknown (RouteRequest)
 };
 
 enum class Outcome {

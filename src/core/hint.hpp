@@ -73,6 +73,14 @@ struct NodeHint {
     int32_t sender_port;       // in recovery: its WAL receiver's upstream; 0 = none
     bool is_local;             // the entry is this very server
     char sender_host[kHostLen];
+    // Poll timing (rto.hpp) and the age of the figures (issue #12).
+    Micros poll_since;     // start of the poll in flight, 0 = none
+    Micros rto;            // how long a poll may take before the replica is slow (0 = not judged)
+    Micros srtt;           // smoothed poll round trip, 0 = no sample yet
+    bool slow;             // the poll in flight is overdue: left out of routing until it answers
+    Micros lag_at;         // when `lag` / `replay_lsn` were true: the last good poll's start (0 = unknown)
+    Lsn primary_lsn;       // the primary's WAL write position at lag_at
+    Micros next_try;       // failing replica backed off: next poll not before this (0 = next tick)
 };
 
 // One pool of a pgbouncer in front of a node (SHOW POOLS).

@@ -214,6 +214,23 @@ const char *balance_phrase(Balance b)
 
 } // namespace
 
+void describe_choice(const NodeHint &h, const RouteRequest &req, char *out, std::size_t out_len) noexcept
+{
+    NodeState s = effective_state(h, req.now, req.stale_after);
+    if (s == NodeState::healthy && !h.replay_paused) {
+        std::snprintf(out, out_len, "healthy replica");
+        return;
+    }
+    char lag[32], max[32], ago[32];
+    format_lag(lag, sizeof lag, h.lag < 0 ? 0 : h.lag);
+    format_lag(max, sizeof max, req.max_lag);
+    Micros age = h.lag_at != 0 && req.now > h.lag_at ? req.now - h.lag_at : 0;
+    format_lag(ago, sizeof ago, age);
+    std::snprintf(out, out_len, "%s replica within %smax_lag %s (lag %s at a poll %s ago%s)", state_name(s),
+                  s == NodeState::lagging ? "the requested " : "", max, lag, ago,
+                  h.replay_paused ? ", replay paused" : "");
+}
+
 bool qualifies(const NodeHint &h, const RouteRequest &req, char *why, std::size_t why_len) noexcept
 {
     NodeState s = effective_state(h, req.now, req.stale_after);
@@ -223,6 +240,12 @@ bool qualifies(const NodeHint &h, const RouteRequest &req, char *why, std::size_
             char lag[32];
             format_lag(lag, sizeof lag, h.lag);
             std::snprintf(why, why_len, "lagging (%s)", lag);
+        } else if (s == NodeState::slow) {
+            Micros out = h.poll_since != 0 && req.now > h.poll_since ? req.now - h.poll_since : 0;
+            Micros over = out > h.rto ? out - h.rto : 0;
+            std::snprintf(why, why_len, "slow: poll overdue by %lld ms (unanswered for %lld ms, limit %lld ms)",
+                          static_cast<long long>(over / 1000), static_cast<long long>(out / 1000),
+                          static_cast<long long>(h.rto / 1000));
         } else {
             std::snprintf(why, why_len, "%s", state_name(s));
         }
@@ -237,6 +260,19 @@ bool qualifies(const NodeHint &h, const RouteRequest &req, char *why, std::size_
         format_lag(lag, sizeof lag, h.lag);
         format_lag(max, sizeof max, req.max_lag);
         std::snprintf(why, why_len, "lag %s over %s", lag, max);
+        return false;
+    }
+    // The lag is as of the last good poll; replay may have stopped right
+    // after it. Unless the replica had replayed past everything the primary
+    // has written since, the poll's age counts as lag.
+    bool has_all = req.primary_lsn != 0 && h.replay_lsn >= req.primary_lsn;
+    Micros age = h.lag_at != 0 && req.now > h.lag_at ? req.now - h.lag_at : 0;
+    if (!has_all && h.lag >= 0 && h.lag + age > req.max_lag) {
+        char lag[32], ago[32], max[32];
+        format_lag(lag, sizeof lag, h.lag);
+        format_lag(ago, sizeof ago, age);
+        format_lag(max, sizeof max, req.max_lag);
+        std::snprintf(why, why_len, "lag %s at a poll %s ago: over %s", lag, ago, max);
         return false;
     }
     if (req.has_min_lsn && h.replay_lsn < req.min_lsn) {
@@ -270,13 +306,15 @@ std::size_t rank_replicas(const NodeHint *nodes, std::size_t n, const RouteReque
         return count;  // the caller wants the order only
     if (count > 0) {
         const char *how = balance_phrase(req.balance);
+        char what[192];
+        describe_choice(nodes[order[0]], req, what, sizeof what);
         if (req.zone == nullptr)
-            std::snprintf(reason, reason_len, "healthy replica, %s among %zu", how, count);
+            std::snprintf(reason, reason_len, "%s, %s among %zu", what, how, count);
         else if (in > 0)
-            std::snprintf(reason, reason_len, "healthy replica in zone %s, %s among %zu", req.zone, how, in);
+            std::snprintf(reason, reason_len, "%s in zone %s, %s among %zu", what, req.zone, how, in);
         else
-            std::snprintf(reason, reason_len, "no qualified replica in zone %s; healthy replica, %s among %zu",
-                          req.zone, how, count);
+            std::snprintf(reason, reason_len, "no qualified replica in zone %s; %s, %s among %zu", req.zone, what,
+                          how, count);
         return count;
     }
 

@@ -74,10 +74,22 @@ struct RouteRequest {
     Micros stale_after = 0;
     Balance balance = Balance::round_robin;
     const char *zone = nullptr;  // preferred zone, or none
+    // The primary's WAL write position now (0: unknown, e.g. on a standby).
+    // A replica whose last seen replay position is at least this has
+    // everything the primary has written, however old that poll.
+    Lsn primary_lsn = 0;
 };
 
 // Does the replica qualify? If not, `why` says so in a few words.
+// max_lag is a guarantee at answer time: the lag seen at the last poll plus
+// that poll's age (now - lag_at) must be within it, unless the replica had
+// already replayed past the primary's current position (primary_lsn); min_lsn
+// is compared with the replay position the last good poll saw.
 bool qualifies(const NodeHint &h, const RouteRequest &req, char *why, std::size_t why_len) noexcept;
+
+// What was chosen and why, for a reason: "healthy replica", or for a lagging
+// or replay-paused one its lag, the age of that figure and the max_lag it met.
+void describe_choice(const NodeHint &h, const RouteRequest &req, char *out, std::size_t out_len) noexcept;
 
 // Orders the qualified replicas, best first, into `order` (capacity n):
 // the preferred zone first, then by the balancing rule; `ticket` rotates

@@ -93,8 +93,11 @@ Event event_of(const ClassifyInput &in) noexcept
 
 NodeState effective_state(const NodeHint &h, Micros now, Micros stale_after) noexcept
 {
-    if ((h.state == NodeState::healthy || h.state == NodeState::lagging) && now - h.last_success > stale_after)
+    bool up = h.state == NodeState::healthy || h.state == NodeState::lagging;
+    if (up && now - h.last_success > stale_after)
         return NodeState::stale;
+    if (up && h.slow)
+        return NodeState::slow;
     return h.state;
 }
 

@@ -21,8 +21,9 @@ enum class NodeState : uint8_t {
     stale,
     disabled,
     primary,
+    slow,  // judged when read, like stale: a poll is overdue (rto.hpp)
 };
-constexpr std::size_t kStateCount = 11;
+constexpr std::size_t kStateCount = 12;
 
 enum class Severity : uint8_t { ok, warning, critical };
 
@@ -52,6 +53,8 @@ inline constexpr StateInfo kStates[kStateCount] = {
     {NodeState::disabled, "disabled", Severity::ok, false, false, "enabled = false in the registry"},
     {NodeState::primary, "primary", Severity::ok, false, false,
      "the member writes go to: out of recovery, on the newest timeline, followed by the others"},
+    {NodeState::slow, "slow", Severity::warning, true, false,
+     "healthy or lagging, but its poll is overdue beyond its usual round trip; routed again once it answers"},
 };
 
 constexpr const StateInfo &state_info(NodeState s) noexcept

@@ -5,7 +5,7 @@
 #include "routing.hpp"
 
 char *rr_database = nullptr;
-int rr_poll_interval_ms = 500;
+int rr_poll_interval_ms = 250;
 int rr_connect_timeout_ms = 2000;
 int rr_query_timeout_ms = 1000;
 int rr_max_lag_ms = 30000;
@@ -35,6 +35,8 @@ int rr_recovery_polls = 3;
 int rr_lag_hysteresis_pct = 20;
 bool rr_strict_operations = false;
 int rr_standby_max_hint_age_ms = 120000;
+int rr_slow_poll_floor_ms = 100;
+int rr_retry_max_interval_ms = 10000;
 
 namespace {
 
@@ -65,6 +67,20 @@ void define_routing_gucs()
     DefineCustomIntVariable("replica_router.standby_max_hint_age",
                             "Oldest heartbeat a standby still trusts the replicated hints at.", nullptr,
                             &rr_standby_max_hint_age_ms, 120000, 1000, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, nullptr,
+                            nullptr, nullptr);
+    DefineCustomIntVariable("replica_router.slow_poll_floor",
+                            "Shortest time a poll may be outstanding before its replica counts as slow.",
+                            "A replica is slow (left out of routing until it answers) while its poll is outstanding "
+                            "longer than its learned round-trip timeout (smoothed round trip + 4 x variation), never "
+                            "less than this. At or above query_timeout, replicas are never judged slow.",
+                            &rr_slow_poll_floor_ms, 100, 1, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+                            nullptr);
+    DefineCustomIntVariable("replica_router.retry_max_interval",
+                            "Longest pause between tries of a replica that keeps failing.",
+                            "A replica failing for longer than this is retried after a quarter to a half of the time "
+                            "it has been failing, at most this far apart; at or below poll_interval there is no "
+                            "back-off.",
+                            &rr_retry_max_interval_ms, 10000, 10, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, nullptr,
                             nullptr, nullptr);
 }
 
@@ -137,7 +153,7 @@ void rr_define_gucs(bool preloading)
                                 static_cast<int>(rr::kMaxNodesHard), PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
     }
     DefineCustomIntVariable("replica_router.poll_interval", "Time between polls of each replica.", nullptr,
-                            &rr_poll_interval_ms, 500, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
+                            &rr_poll_interval_ms, 250, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,
                             nullptr);
     DefineCustomIntVariable("replica_router.connect_timeout", "Time allowed to connect to a replica.", nullptr,
                             &rr_connect_timeout_ms, 2000, 10, 600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr,

@@ -33,5 +33,7 @@ extern int rr_recovery_polls;
 extern int rr_lag_hysteresis_pct;
 extern bool rr_strict_operations;
 extern int rr_standby_max_hint_age_ms;
+extern int rr_slow_poll_floor_ms;
+extern int rr_retry_max_interval_ms;
 
 void rr_define_gucs(bool preloading);

@@ -10,6 +10,7 @@ extern "C" {
 #include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
+#include "common/pg_prng.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "fmgr.h"

@@ -51,11 +51,8 @@ void primary_endpoint(char *host, std::size_t host_len, int *port)
 // while it is recent. Never the standby itself.
 bool find_primary(Micros now, PrimaryInfo &out, char *why, std::size_t why_len)
 {
-    SharedState *s = shmem_require();
-    LWLockAcquire(s->lock, LW_SHARED);
-    bool ready = s->hints_ready;
-    ElectedPrimary e = s->elected;
-    LWLockRelease(s->lock);
+    bool ready = false;
+    ElectedPrimary e = shmem_elected(&ready);
     if (ready && e.kind != PrimaryChoice::Kind::none) {
         copy_str(out.node, sizeof out.node, e.node);
         copy_str(out.host, sizeof out.host, e.host);

@@ -31,20 +31,7 @@ void slots_refresh(Micros now)
     }
     LWLockRelease(ReplicationSlotControlLock);
 
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    for (int i = 0; i < n; ++i) {
-        if (seen[i].active)
-            continue;
-        // Inactive: keep the time we first saw it so, else it starts now.
-        seen[i].inactive_since = now;
-        for (const SlotTrack &old : shared->slots)
-            if (!old.active && old.inactive_since != 0 && std::strcmp(old.name, seen[i].name) == 0)
-                seen[i].inactive_since = old.inactive_since;
-    }
-    shared->slots.clear();
-    for (int i = 0; i < n; ++i)
-        shared->slots.push_back(seen[i]);
-    LWLockRelease(shared->lock);
+    shmem_publish_slots(seen, static_cast<std::size_t>(n), now);
 }
 
 } // namespace rr

@@ -19,10 +19,7 @@ emit_log_hook_type prev_emit_log_hook = nullptr;
 void on_xact(XactEvent event, void *)
 {
     if (event == XACT_EVENT_COMMIT && change_pending && shared != nullptr) {
-        note_own_change(pg_atomic_add_fetch_u32(&shared->generation, 1));
-        Latch *latch = shared->worker_latch;
-        if (latch != nullptr)
-            SetLatch(latch);
+        shmem_registry_changed();
     }
     if (event == XACT_EVENT_COMMIT || event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_COMMIT ||
         event == XACT_EVENT_PARALLEL_ABORT) {

@@ -50,11 +50,11 @@ Datum slots(FunctionCallInfo fcinfo)
 
 Datum primary_stats(FunctionCallInfo fcinfo)
 {
-    SharedState *s = shmem_require();
-    LWLockAcquire(s->lock, LW_SHARED);
-    PrimaryStats p = s->primary;
-    bool ready = s->hints_ready;
-    LWLockRelease(s->lock);
+    bool ready = false;
+    PrimaryStats p = shmem_read([&ready](const SharedState &s) noexcept {
+        ready = s.hints_ready;
+        return s.primary;
+    });
 
     TupleDesc desc;
     if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)

@@ -32,14 +32,20 @@ namespace {
 // (a few ms of resolution, read from the vDSO without touching the clock
 // source) is enough; it costs a fraction of GetCurrentTimestamp(), which was
 // a third of recommend()'s own CPU time on a VM.
+// The coarse clock lags the real time by up to its resolution, which is
+// added, so `now` is never early: max_lag counts a poll's age (issue #12) and
+// must not come out a few milliseconds short.
 Micros judge_time()
 {
 #ifdef CLOCK_REALTIME_COARSE
+    static Micros resolution = -1;
     struct timespec ts;
+    if (resolution < 0)
+        resolution = clock_getres(CLOCK_REALTIME_COARSE, &ts) == 0 ? ts.tv_sec * USECS_PER_SEC + ts.tv_nsec / 1000 : 0;
     if (clock_gettime(CLOCK_REALTIME_COARSE, &ts) == 0)
         return static_cast<Micros>(ts.tv_sec - ((POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * SECS_PER_DAY)) *
                    USECS_PER_SEC +
-               ts.tv_nsec / 1000;
+               ts.tv_nsec / 1000 + resolution;
 #endif
     return GetCurrentTimestamp();
 }
@@ -98,6 +104,9 @@ void parse_args(FunctionCallInfo fcinfo, Args &a)
         a.in.zone = a.zone;
     }
     a.in.now = judge_time();
+    // max_lag holds at answer time; a replica that had replayed past the
+    // primary's current position needs no allowance for its poll's age.
+    a.in.primary_lsn = RecoveryInProgress() ? 0 : GetXLogWriteRecPtr();
     a.in.stale_after = static_cast<Micros>(rr_stale_after_ms) * 1000;
     a.in.default_max_lag = static_cast<Micros>(rr_max_lag_ms) * 1000;
     a.in.default_balance = static_cast<Balance>(rr_balance);
@@ -129,7 +138,7 @@ void answer_primary(Answer &a, const PrimaryInfo &p, const char *reason)
     copy_str(a.reason, sizeof a.reason, reason);
 }
 
-void answer_replica(Answer &a, const NodeHint &h, const char *reason)
+void answer_replica(Answer &a, const NodeHint &h, const char *reason) noexcept
 {
     copy_str(a.node, sizeof a.node, h.name);
     copy_str(a.host, sizeof a.host, h.host);
@@ -165,23 +174,20 @@ TupleDesc result_desc(FunctionCallInfo fcinfo)
 
 Datum answer_datum(FunctionCallInfo fcinfo, const Answer &a)
 {
-    TupleDesc desc = result_desc(fcinfo);
-    Datum v[7];
-    bool nulls[7] = {false, false, false, false, false, false, false};
-    v[0] = CStringGetTextDatum(a.node);
-    v[1] = CStringGetTextDatum(a.host);
-    v[2] = Int32GetDatum(a.port);
-    v[3] = CStringGetTextDatum(a.primary ? "primary" : "replica");
-    v[4] = interval_datum(a.lag < 0 ? 0 : a.lag);
-    v[5] = Int64GetDatum(a.lag_bytes < 0 ? 0 : a.lag_bytes);
-    v[6] = CStringGetTextDatum(a.reason);
-    return HeapTupleGetDatum(heap_form_tuple(desc, v, nulls));
+    RowBuilder<7> row;
+    row.add(CStringGetTextDatum(a.node));
+    row.add(CStringGetTextDatum(a.host));
+    row.add(Int32GetDatum(a.port));
+    row.add(CStringGetTextDatum(a.primary ? "primary" : "replica"));
+    row.add(interval_datum(a.lag < 0 ? 0 : a.lag));
+    row.add(Int64GetDatum(a.lag_bytes < 0 ? 0 : a.lag_bytes));
+    row.add(CStringGetTextDatum(a.reason));
+    return row.tuple(result_desc(fcinfo));
 }
-
 
 Datum recommend(FunctionCallInfo fcinfo)
 {
-    SharedState *s = shmem_require();
+    (void) shmem_require();  // preloaded, before anything else
     Args args;
     parse_args(fcinfo, args);
     await_own_changes();
@@ -193,17 +199,18 @@ Datum recommend(FunctionCallInfo fcinfo)
         return answer_datum(fcinfo, a);
     }
 
-    uint64 ticket = pg_atomic_fetch_add_u64(&s->ticket, 1);
-    LWLockAcquire(s->lock, LW_SHARED);
-    bool ready = s->hints_ready;
-    if (ready) {
-        args.in.routes = s->routes_ready ? s->routes.data() : nullptr;
-        args.in.nroutes = s->routes_ready ? s->routes.size() : 0;
-        decide(args.in, s->nodes.data(), s->nodes.size(), ticket, d);
+    uint64 ticket = shmem_next_ticket();
+    bool ready = shmem_read([&](const SharedState &s) noexcept {
+        if (!s.hints_ready)
+            return false;
+        DecideInput in = args.in;
+        in.routes = s.routes_ready ? s.routes.data() : nullptr;
+        in.nroutes = s.routes_ready ? s.routes.size() : 0;
+        decide(in, s.nodes.data(), s.nodes.size(), ticket, d);
         if (d.outcome == Outcome::replica)
-            answer_replica(a, s->nodes[static_cast<std::size_t>(d.index)], d.reason);
-    }
-    LWLockRelease(s->lock);
+            answer_replica(a, s.nodes[static_cast<std::size_t>(d.index)], d.reason);
+        return true;
+    });
 
     PrimaryInfo primary;
     bool have_primary = false;  // computed only when the answer is the primary
@@ -271,62 +278,56 @@ bool snapshot_fallback(Args &args, Snapshot &snap, StandbyHints &sh)
 
 // The route as resolved under the lock points nowhere into shared memory
 // (Decision holds copies), so resolve_route() runs there directly.
-void resolve_shared(SharedState *s, Args &args, Snapshot &snap)
+void resolve_shared(const SharedState &s, const Args &args, Snapshot &snap) noexcept
 {
-    args.in.routes = s->routes_ready ? s->routes.data() : nullptr;
-    args.in.nroutes = s->routes_ready ? s->routes.size() : 0;
-    resolve_route(args.in, snap.d);
-    args.in.routes = nullptr;
-    args.in.nroutes = 0;
+    DecideInput in = args.in;
+    in.routes = s.routes_ready ? s.routes.data() : nullptr;
+    in.nroutes = s.routes_ready ? s.routes.size() : 0;
+    resolve_route(in, snap.d);
 }
 
 void put_candidate(ReturnSetInfo *rsinfo, int rank, const char *node, const char *host, int port, bool primary,
                    bool qualified, const char *state, Micros lag, int64_t lag_bytes, const char *reason)
 {
-    Datum v[10] = {Int32GetDatum(rank),       CStringGetTextDatum(node),
-                   CStringGetTextDatum(host), Int32GetDatum(port),
-                   CStringGetTextDatum(primary ? "primary" : "replica"),
-                   BoolGetDatum(qualified),   CStringGetTextDatum(state),
-                   interval_datum(lag),       Int64GetDatum(lag_bytes),
-                   CStringGetTextDatum(reason)};
-    bool nulls[10] = {rank <= 0, false, false, false, false, false, false, lag < 0, lag_bytes < 0, false};
-    tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, nulls);
+    RowBuilder<10> row;
+    row.add(Int32GetDatum(rank), rank <= 0);
+    row.add(CStringGetTextDatum(node));
+    row.add(CStringGetTextDatum(host));
+    row.add(Int32GetDatum(port));
+    row.add(CStringGetTextDatum(primary ? "primary" : "replica"));
+    row.add(BoolGetDatum(qualified));
+    row.add(CStringGetTextDatum(state));
+    row.add(interval_datum(lag), lag < 0);
+    row.add(Int64GetDatum(lag_bytes), lag_bytes < 0);
+    row.add(CStringGetTextDatum(reason));
+    row.put(rsinfo);
 }
 
 // Every node for an operation: qualified replicas ranked as recommend() would
 // try them, the others with the reason they were left out, then the primary.
 Datum candidates(FunctionCallInfo fcinfo)
 {
-    SharedState *s = shmem_require();
+    (void) shmem_require();
     Args args;
     parse_args(fcinfo, args);
     await_own_changes();
     ReturnSetInfo *rsinfo = materialize(fcinfo);
 
-    // The buffer is allocated before the lock, sized by the registry's
-    // capacity (the worker publishes at most max_replicas nodes); should
-    // there be more, it is reallocated with the lock released and read again.
+    // The buffer is allocated before the lock, for the table's capacity
+    // (max_replicas, fixed at server start).
     Snapshot snap;
-    std::size_t cap = rr_max_replicas > 0 ? static_cast<std::size_t>(rr_max_replicas) : 1;
-    NodeHint *nodes = nullptr;
-    std::size_t n = 0;
-    for (;;) {
-        nodes = static_cast<NodeHint *>(palloc(sizeof(NodeHint) * cap));
-        LWLockAcquire(s->lock, LW_SHARED);
-        snap.ready = s->hints_ready;
-        n = snap.ready ? s->nodes.size() : 0;
-        if (n <= cap) {
-            memcpy(nodes, s->nodes.data(), sizeof(NodeHint) * n);
-            if (snap.ready)
-                resolve_shared(s, args, snap);
-            snap.ticket = pg_atomic_read_u64(&s->ticket);
-            LWLockRelease(s->lock);
-            break;
-        }
-        LWLockRelease(s->lock);
-        pfree(nodes);
-        cap = n;
-    }
+    std::size_t cap = shmem_read([](const SharedState &s) noexcept { return s.nodes.capacity(); });
+    NodeHint *nodes = static_cast<NodeHint *>(palloc(sizeof(NodeHint) * (cap > 0 ? cap : 1)));
+    std::size_t n = shmem_read([&](const SharedState &s) noexcept {
+        snap.ready = s.hints_ready;
+        std::size_t have = snap.ready ? std::min(s.nodes.size(), cap) : 0;
+        if (have > 0)
+            std::memcpy(static_cast<void *>(nodes), s.nodes.data(), sizeof(NodeHint) * have);
+        if (snap.ready)
+            resolve_shared(s, args, snap);
+        snap.ticket = pg_atomic_read_u64(const_cast<pg_atomic_uint64 *>(&s.ticket));
+        return have;
+    });
 
     PrimaryInfo primary;
     if (!snap.ready) {
@@ -457,7 +458,7 @@ void append_conninfo_value(StringInfo out, const char *value, std::size_t len)
 // replicated hints.
 Datum connection_string(FunctionCallInfo fcinfo)
 {
-    SharedState *s = shmem_require();
+    (void) shmem_require();
     Args args;
     parse_args(fcinfo, args);
     await_own_changes();
@@ -466,15 +467,16 @@ Datum connection_string(FunctionCallInfo fcinfo)
     Endpoints &e = endpoints;
     e.count = 0;
     e.hosts_len = 0;
-    LWLockAcquire(s->lock, LW_SHARED);
-    snap.ready = s->hints_ready;
-    snap.ticket = pg_atomic_read_u64(&s->ticket);
-    if (snap.ready) {
-        resolve_shared(s, args, snap);
-        if (rr_enabled && snap.d.target != Target::primary)
-            endpoints_rank(e, s->nodes.data(), s->nodes.size(), snap.d, snap.ticket);
-    }
-    LWLockRelease(s->lock);
+    bool enabled = rr_enabled;
+    shmem_read([&](const SharedState &s) noexcept {
+        snap.ready = s.hints_ready;
+        snap.ticket = pg_atomic_read_u64(const_cast<pg_atomic_uint64 *>(&s.ticket));
+        if (snap.ready) {
+            resolve_shared(s, args, snap);
+            if (enabled && snap.d.target != Target::primary)
+                endpoints_rank(e, s.nodes.data(), s.nodes.size(), snap.d, snap.ticket);
+        }
+    });
 
     PrimaryInfo primary;
     if (!snap.ready) {

@@ -5,6 +5,7 @@
 #include "guard.hpp"
 #include "guc.hpp"
 #include "routing.hpp"
+#include "rto.hpp"
 #include "shmem.hpp"
 #include "srf.hpp"
 
@@ -51,7 +52,9 @@ Datum hints(FunctionCallInfo fcinfo)
         row.add(Int32GetDatum(h.connections), unpolled);
         row.add(Int32GetDatum(h.max_connections), unpolled);
         row.add(Int32GetDatum(static_cast<int32>(h.failures)));
-        row.add(CStringGetTextDatum(h.error), h.error[0] == '\0');
+        char error[2 * kErrorLen];
+        poll_error_text(h, now, error, sizeof error);
+        row.add(CStringGetTextDatum(error), error[0] == '\0');
         row.add(Int32GetDatum(h.pool.active), unpolled);
         row.add(Int32GetDatum(h.pool.idle), unpolled);
         row.add(Int32GetDatum(h.pool.idle_in_xact), unpolled);
@@ -70,41 +73,28 @@ Datum hints(FunctionCallInfo fcinfo)
 
 Datum worker_status(FunctionCallInfo fcinfo)
 {
-    SharedState *s = shmem_require();
-    LWLockAcquire(s->lock, LW_SHARED);
-    WorkerStats st = s->stats;
-    LWLockRelease(s->lock);
+    WorkerStatus w = shmem_worker_status();
+    const WorkerStats &st = w.stats;
+    auto count = [&w](Counter c) { return Int64GetDatum(static_cast<int64>(w.counters[static_cast<int>(c)])); };
 
     TupleDesc desc;
     if (get_call_result_type(fcinfo, nullptr, &desc) != TYPEFUNC_COMPOSITE)
         elog(ERROR, "return type must be a row type");
-    // 1.2 added registry_problem; the library also serves older definitions.
-    constexpr int kCols = 12;
-    if (desc->natts != kCols && desc->natts != kCols - 1)
-        elog(ERROR, "worker_status(): unexpected result columns (%d)", desc->natts);
-    Datum v[kCols];
-    bool nulls[kCols];
-    memset(nulls, 0, sizeof nulls);
-    v[0] = Int32GetDatum(st.pid);
-    nulls[0] = st.pid == 0;
-    v[1] = TimestampTzGetDatum(st.started_at);
-    nulls[1] = st.started_at == 0;
-    v[2] = Int64GetDatum(static_cast<int64>(st.rounds));
-    v[3] = TimestampTzGetDatum(st.last_round_start);
-    nulls[3] = st.last_round_start == 0;
-    v[4] = interval_datum(st.last_round_duration);
-    nulls[4] = st.last_round_start == 0;
-    v[5] = Int64GetDatum(static_cast<int64>(st.polls));
-    v[6] = Int64GetDatum(static_cast<int64>(st.poll_failures));
-    v[7] = Int64GetDatum(static_cast<int64>(st.hint_writes));
-    v[8] = Int64GetDatum(static_cast<int64>(st.write_failures));
-    v[9] = CStringGetTextDatum(st.last_error);
-    nulls[9] = st.last_error[0] == '\0';
-    v[10] = TimestampTzGetDatum(st.last_error_at);
-    nulls[10] = st.last_error_at == 0;
-    v[11] = CStringGetTextDatum(st.registry_problem);
-    nulls[11] = st.registry_problem[0] == '\0';
-    return HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(desc), v, nulls));
+    RowBuilder<12> row;
+    row.add(Int32GetDatum(st.pid), st.pid == 0);
+    row.add(TimestampTzGetDatum(st.started_at), st.started_at == 0);
+    row.add(count(Counter::rounds));
+    row.add(TimestampTzGetDatum(st.last_round_start), st.last_round_start == 0);
+    row.add(interval_datum(st.last_round_duration), st.last_round_start == 0);
+    row.add(count(Counter::polls));
+    row.add(count(Counter::poll_failures));
+    row.add(count(Counter::hint_writes));
+    row.add(count(Counter::write_failures));
+    row.add(CStringGetTextDatum(st.last_error), st.last_error[0] == '\0');
+    row.add(TimestampTzGetDatum(st.last_error_at), st.last_error_at == 0);
+    row.add(CStringGetTextDatum(st.registry_problem), st.registry_problem[0] == '\0');
+    // 1.2 added registry_problem; the library also serves the 1.1 definition.
+    return row.tuple(BlessTupleDesc(desc), 11);
 }
 
 } // namespace

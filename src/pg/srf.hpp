@@ -51,6 +51,15 @@ struct RowBuilder {
         tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
         i = 0;
     }
+    // The one row of a function returning a record. An older definition of
+    // the function (before an ALTER EXTENSION UPDATE added trailing columns)
+    // may have as few as min_natts: those columns are what it gets.
+    Datum tuple(TupleDesc desc, int min_natts = N) const
+    {
+        if (i != N || desc->natts > N || desc->natts < min_natts)
+            elog(ERROR, "replica_router: built %d columns of %d for a result of %d", i, N, desc->natts);
+        return HeapTupleGetDatum(heap_form_tuple(desc, const_cast<Datum *>(values), const_cast<bool *>(nulls)));
+    }
 };
 
 inline Datum interval_datum(Micros us)

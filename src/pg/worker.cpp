@@ -14,9 +14,11 @@
 #include "guard.hpp"
 #include "guc.hpp"
 #include "lag.hpp"
+#include "backoff.hpp"
 #include "members.hpp"
 #include "poller.hpp"
 #include "routing.hpp"
+#include "rto.hpp"
 #include "shmem.hpp"
 #include "slots.hpp"
 #include "state_machine.hpp"
@@ -61,6 +63,9 @@ struct Tracked {
     uint64_t round = 0;
     std::unique_ptr<Poller> bouncer;  // pgbouncer admin console, if registered
     std::vector<PoolRow> pools;       // its last SHOW POOLS
+    RttEstimator rtt;                 // its polls' round trips (slow detection)
+    bool on_open = false;             // the poll in flight started on an open connection
+    Micros failing_since = 0;         // first of the failures in a row (back-off), 0 = none
 };
 
 // A poller to wait on: a node's replica probe or pgbouncer probe, or the
@@ -80,6 +85,12 @@ struct WaitKey {
     uint64_t generation;  // poller->socket_generation() then
     uint32 events;
     int pos;              // in the set; -1: could not be added
+};
+
+// What publish() prepares outside the lock; kept so it is allocated once.
+struct Staged {
+    std::vector<NodeHint> nodes;
+    std::vector<PoolRow> pools;
 };
 
 struct WorkerState {
@@ -118,6 +129,7 @@ struct WorkerState {
     // Members: which one is the primary, as this node's polls show it.
     PrimaryChoice choice;
     std::vector<const NodeHint *> member_view;  // scratch for choose_primary
+    Staged staged;                               // what publish() copies in
     Lsn primary_seen = 0;        // the chosen primary's newest WAL position seen
     XLogRecPtr replay_seen = 0;  // observers reread the registry when replay moves
     Micros last_registry_load = 0;
@@ -156,15 +168,9 @@ PollSettings settings()
     return s;
 }
 
-void record_error(const char *msg)
-{
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    shared->stats.last_error_at = GetCurrentTimestamp();
-    copy_str(shared->stats.last_error, sizeof shared->stats.last_error, msg);
-    LWLockRelease(shared->lock);
-}
-
-// Copies every node's hint into shared memory in one short exclusive section.
+// Stages everything shared memory shows, outside the lock (pools cut to what
+// fits, the node's pgbouncer_error saying so: never dropped silently), then
+// copies it in one short exclusive section (shmem_publish).
 void publish()
 {
     ElectedPrimary elected{};
@@ -185,41 +191,40 @@ void publish()
         copy_str(elected.host, sizeof elected.host, h.host);
         elected.port = h.port;
     }
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    shared->nodes.clear();
-    for (const Tracked &t : state->nodes)
-        if (shared->nodes.size() < shared->nodes.capacity())
-            shared->nodes.push_back(t.hint);
-    shared->primary = state->primary;
-    shared->elected = elected;
-    shared->pools.clear();
-    // Pools that do not fit are never dropped silently: the node's
-    // pgbouncer_error says so.
-    auto add_pools = [](const std::vector<PoolRow> &rows, char *error) {
+
+    Staged &st = state->staged;
+    st.nodes.clear();
+    st.pools.clear();
+    PrimaryStats primary = state->primary;
+    auto add_pools = [&st](const std::vector<PoolRow> &rows, char *error) {
         std::size_t kept = 0;
         for (const PoolRow &p : rows)
-            if (shared->pools.size() < shared->pools.capacity()) {
-                shared->pools.push_back(p);
+            if (st.pools.size() < kMaxPools) {
+                st.pools.push_back(p);
                 ++kept;
             }
         if (kept < rows.size())
             snprintf(error, kErrorLen, "only %zu of %zu pools are shown: replica_router keeps %zu pools in all", kept,
                      rows.size(), kMaxPools);
     };
-    char primary_error[kErrorLen] = "";
-    add_pools(state->primary_pools, primary_error);
-    if (primary_error[0] != '\0')
-        copy_str(shared->primary.bouncer_error, kErrorLen, primary_error);
-    for (std::size_t i = 0; i < state->nodes.size() && i < shared->nodes.size(); ++i)
-        add_pools(state->nodes[i].pools, shared->nodes[i].bouncer_error);
-    shared->routes.clear();
-    for (const RouteRow &r : state->routes)
-        if (shared->routes.size() < shared->routes.capacity())
-            shared->routes.push_back(r);
-    shared->routes_ready = state->extension_present && state->routes_loaded;
-    shared->hints_ready = state->extension_present;
-    LWLockRelease(shared->lock);
-    pg_atomic_write_u32(&shared->loaded_generation, state->generation_seen);
+    add_pools(state->primary_pools, primary.bouncer_error);
+    for (const Tracked &t : state->nodes) {
+        st.nodes.push_back(t.hint);
+        add_pools(t.pools, st.nodes.back().bouncer_error);
+    }
+    Publication pub{};
+    pub.nodes = st.nodes.data();
+    pub.n = st.nodes.size();
+    pub.pools = st.pools.data();
+    pub.npools = st.pools.size();
+    pub.routes = state->routes.data();
+    pub.nroutes = state->routes.size();
+    pub.hints_ready = state->extension_present;
+    pub.routes_ready = state->extension_present && state->routes_loaded;
+    pub.primary = primary;
+    pub.elected = elected;
+    pub.generation = state->generation_seen;
+    shmem_publish(pub);
     state->dirty = false;
 }
 
@@ -240,12 +245,7 @@ void close_all() noexcept
 void on_exit_cleanup(int, Datum)
 {
     close_all();
-    if (shared != nullptr) {
-        LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-        shared->worker_latch = nullptr;
-        shared->stats.pid = 0;
-        LWLockRelease(shared->lock);
-    }
+    shmem_worker_exiting();
 }
 
 NodeHint fresh_hint(const NodeRow &row)
@@ -337,13 +337,7 @@ void note_registry_problem(const char *nodes_problem, const char *routes_problem
         copy_str(both, sizeof both, nodes_problem[0] != '\0' ? nodes_problem : routes_problem);
     bool changed = std::strcmp(both, state->registry_problem) != 0;
     copy_str(state->registry_problem, sizeof state->registry_problem, both);
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    copy_str(shared->stats.registry_problem, sizeof shared->stats.registry_problem, both);
-    if (both[0] != '\0') {
-        shared->stats.last_error_at = GetCurrentTimestamp();
-        copy_str(shared->stats.last_error, sizeof shared->stats.last_error, both);
-    }
-    LWLockRelease(shared->lock);
+    shmem_set_registry_problem(both);
     if (changed && both[0] != '\0')
         ereport(WARNING, (errmsg("replica_router worker: %s", both)));
 }
@@ -354,7 +348,7 @@ void load_registry(Micros now)
     static RouteRow routes[kMaxRoutes];
     int count = 0, route_count = 0;
     char nodes_problem[kErrorLen] = "", routes_problem[kErrorLen] = "";
-    state->generation_seen = pg_atomic_read_u32(&shared->generation);
+    state->generation_seen = shmem_generation();
     CatalogStatus st = catalog_load_nodes(rows, rr_max_replicas, &count, nodes_problem, sizeof nodes_problem);
     // Routes are read on their own: a bad route must not hide registry
     // changes (a disabled replica would go on being recommended).
@@ -390,11 +384,73 @@ void load_registry(Micros now)
     });
 }
 
+// Poll timing (issue #12): the round trip feeds the node's RTO, the answer
+// ends a slow spell at once, the figures are dated by the poll's start (the
+// primary position they were measured against), and a failure may back off.
+void note_poll_end(Tracked &t, bool ok, Micros now)
+{
+    NodeHint &h = t.hint;
+    if (ok && t.on_open && t.poll_started != 0)
+        t.rtt.sample(now - t.poll_started);
+    if (h.slow && ok)
+        pg_call([&] {
+            ereport(LOG, (errmsg("replica_router: replica \"%s\" answered after %lld ms: no longer slow", h.name,
+                                 static_cast<long long>((now - t.poll_started) / 1000))));
+        });
+    h.slow = false;
+    h.poll_since = 0;
+    h.srtt = t.rtt.srtt();
+    if (ok) {
+        h.lag_at = t.poll_started;
+        h.primary_lsn = t.primary_at_start;
+        h.next_try = 0;
+        t.failing_since = 0;
+    } else {
+        if (h.failures == 0 || t.failing_since == 0)
+            t.failing_since = now;
+        Micros interval = static_cast<Micros>(rr_poll_interval_ms) * 1000;
+        BackoffPolicy policy;
+        policy.cap = static_cast<Micros>(rr_retry_max_interval_ms) * 1000;
+        Micros delay = retry_delay(h.failures + 1, now - t.failing_since, interval,
+                                   pg_prng_uint64(&pg_global_prng_state), policy);
+        h.next_try = delay > 0 ? now + delay : 0;
+    }
+}
+
+// The RTO a poll starting now is judged by; 0 = not judged (the floor is at
+// or above query_timeout).
+Micros current_rto(const Tracked &t)
+{
+    Micros floor = static_cast<Micros>(rr_slow_poll_floor_ms) * 1000;
+    Micros ceiling = static_cast<Micros>(rr_query_timeout_ms) * 1000;
+    return floor >= ceiling ? 0 : t.rtt.rto(floor, ceiling);
+}
+
+// Marks replicas whose poll is overdue as slow (after the wait has read
+// every socket that fired: an answer that arrived is never counted as late).
+void mark_slow(Micros now)
+{
+    for (Tracked &t : state->nodes) {
+        NodeHint &h = t.hint;
+        if (!t.polling || h.slow || !t.on_open || !poll_overdue(h.poll_since, h.rto, now))
+            continue;
+        h.slow = true;
+        state->dirty = true;
+        if (h.state == NodeState::healthy || h.state == NodeState::lagging)
+            pg_call([&] {
+                ereport(LOG, (errmsg("replica_router: replica \"%s\" is slow: poll unanswered for %lld ms (limit %lld "
+                                     "ms, smoothed round trip %.1f ms); left out of routing until it answers",
+                                     h.name, static_cast<long long>((now - h.poll_since) / 1000),
+                                     static_cast<long long>(h.rto / 1000), static_cast<double>(h.srtt) / 1000.0)));
+            });
+    }
+}
+
 LocalServer local_server()
 {
     LocalServer l;
     l.in_recovery = RecoveryInProgress();
-    l.system_id = shared->primary_system_id;
+    l.system_id = shmem_system_id();
     l.port = PostPortNumber;
     if (!l.in_recovery) {
         l.timeline = GetWALInsertionTimeLine();
@@ -499,6 +555,7 @@ void apply_result(Tracked &t, Micros now)
     NodeState before = h.state;
     h.last_poll = now;
     bool ok = r.ok;
+    note_poll_end(t, ok, now);
     if (ok) {
         h.has_result = true;
         h.last_success = now;
@@ -521,7 +578,7 @@ void apply_result(Tracked &t, Micros now)
         // Same cluster and a postmaster started at our postmaster's
         // microsecond: this server itself (to within the rounding of the
         // epoch's extraction).
-        h.is_local = h.system_id == shared->primary_system_id && r.started_at != 0 &&
+        h.is_local = h.system_id == shmem_system_id() && r.started_at != 0 &&
                      std::llabs(r.started_at - PgStartTime) <= 1;
         h.error[0] = '\0';
         if (!r.host.empty())
@@ -551,7 +608,7 @@ void apply_result(Tracked &t, Micros now)
     in.last_poll_ok = ok;
     in.in_recovery = h.in_recovery;
     in.system_id = h.system_id;
-    in.primary_system_id = shared->primary_system_id;
+    in.primary_system_id = shmem_system_id();
     in.lag = h.lag;
     in.max_lag = static_cast<Micros>(rr_max_lag_ms) * 1000;
     in.hysteresis = in.max_lag * rr_lag_hysteresis_pct / 100;
@@ -589,12 +646,10 @@ void poll_finished(Tracked &t, Micros now)
     t.polling = false;
     if (!cpp_step("poll bookkeeping", [&] { apply_result(t, now); }))
         return;
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
     if (was_polling)
-        shared->stats.polls++;
+        shmem_count(Counter::polls);
     if (!t.poller->result().ok)
-        shared->stats.poll_failures++;
-    LWLockRelease(shared->lock);
+        shmem_count(Counter::poll_failures);
 }
 
 // Folds a finished SHOW POOLS into the node's (or the primary's) pool rows.
@@ -670,8 +725,13 @@ void tick(Micros now)
     for (Tracked &t : state->nodes) {
         if (!t.cfg.enabled || !t.poller || t.poller->busy())  // no poller: a registry sync ran out of memory
             continue;
+        if (t.hint.next_try > now)  // a failing replica, backed off
+            continue;
         t.polling = true;
         t.poll_started = now;
+        t.on_open = t.poller->socket() >= 0;
+        t.hint.poll_since = now;
+        t.hint.rto = current_rto(t);
         t.primary_at_start = primary_lsn;
         t.round = state->round;
         start_probe(*t.poller, now, s, ProbeRef{t.poller.get(), &t, false});
@@ -692,10 +752,7 @@ void tick(Micros now)
     if (state->next_tick <= now)  // fell behind (e.g. a slow write): do not burst
         state->next_tick = now + interval;
 
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    shared->stats.rounds = state->round;
-    shared->stats.last_round_start = now;
-    LWLockRelease(shared->lock);
+    shmem_round_started(now);
 }
 
 void close_round_if_done(Micros now)
@@ -706,9 +763,7 @@ void close_round_if_done(Micros now)
         if (t.polling && t.round == state->round)
             return;
     state->round_open = false;
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    shared->stats.last_round_duration = now - state->round_start;
-    LWLockRelease(shared->lock);
+    shmem_round_finished(now - state->round_start);
 }
 
 bool material_change(const NodeHint &a, const NodeHint &b)
@@ -752,17 +807,13 @@ void write_hints(Micros now)
             state->last_heartbeat = now;
             state->next_heartbeat = now + static_cast<Micros>(rr_heartbeat_s) * 1'000'000;
         }
-        LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-        shared->stats.hint_writes++;
-        LWLockRelease(shared->lock);
+        shmem_count(Counter::hint_writes);
     } else if (st == CatalogStatus::absent) {
         state->next_registry_load = now;  // reload notices the extension is gone
     } else {
         state->next_write_retry = now + kWriteRetry;
-        LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-        shared->stats.write_failures++;
-        LWLockRelease(shared->lock);
-        record_error(error);
+        shmem_count(Counter::write_failures);
+        shmem_record_error(error);
     }
 }
 
@@ -778,6 +829,10 @@ Micros earliest_deadline(Micros now)
         if (d != 0 && d < until)
             until = d;
     }
+    for (const Tracked &t : state->nodes)  // when a poll becomes overdue (slow)
+        if (t.polling && t.on_open && !t.hint.slow && t.hint.poll_since != 0 && t.hint.rto > 0 &&
+            t.hint.poll_since + t.hint.rto + 1 < until)
+            until = t.hint.poll_since + t.hint.rto + 1;
     return until > now ? until : now;
 }
 
@@ -988,16 +1043,12 @@ void wait_and_advance()
 // for promotion every second.
 void stand_by()
 {
-    if (shared->hints_ready || !state->nodes.empty()) {
+    if (state->extension_present || !state->nodes.empty()) {
         close_all();
         state->nodes.clear();
         state->choice = PrimaryChoice{};
-        LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-        shared->hints_ready = false;
-        shared->routes_ready = false;
-        shared->nodes.clear();
-        shared->elected = ElectedPrimary{};
-        LWLockRelease(shared->lock);
+        state->extension_present = false;
+        shmem_unpublish();
         state->next_registry_load = 0;  // reread at once when observing again
         state->next_tick = 0;
     }
@@ -1042,7 +1093,7 @@ void run_loop()
             replayed = replay != state->replay_seen;
             state->replay_seen = replay;
         }
-        if (replayed || pg_atomic_read_u32(&shared->generation) != state->generation_seen ||
+        if (replayed || shmem_generation() != state->generation_seen ||
             now >= state->next_registry_load) {
             state->last_registry_load = now;
             bool was_present = state->extension_present;
@@ -1061,6 +1112,7 @@ void run_loop()
         wait_and_advance();
 
         now = GetCurrentTimestamp();
+        mark_slow(now);
         close_round_if_done(now);
         if (state->dirty)
             publish();
@@ -1102,13 +1154,7 @@ void replica_router_worker_main(Datum)
         ReserveExternalFD();
 
     Micros now = GetCurrentTimestamp();
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    shared->worker_latch = MyLatch;
-    shared->primary_system_id = GetSystemIdentifier();
-    shared->stats = WorkerStats{};
-    shared->stats.pid = MyProcPid;
-    shared->stats.started_at = now;
-    LWLockRelease(shared->lock);
+    shmem_worker_started(MyLatch, now);
     before_shmem_exit(on_exit_cleanup, 0);
 
     state->next_tick = now;

@@ -1,7 +1,7 @@
 -- replica_router schema: tables, columns and types, views, functions,
 -- signatures, defaults and return types, the admin role.
 BEGIN;
-SELECT plan(124);
+SELECT plan(128);
 
 SELECT has_extension('replica_router', 'replica_router', 'the extension is installed in its schema');
 SELECT is((SELECT extversion FROM pg_extension WHERE extname = 'replica_router'), '1.2', 'extension version 1.2');
@@ -115,19 +115,19 @@ SELECT is(ARRAY(SELECT attname || ' ' || format_type(atttypid, atttypmod) FROM p
                 'last_round_duration interval', 'registry_problem text'],
           'health columns and types');
 SELECT results_eq($$SELECT node, role, state FROM replica_router.status$$,
-                  $$VALUES ('primary'::text, 'primary'::text, 'healthy'::text)$$,
+                  $$VALUES ('primary'::text, 'primary'::text, 'primary'::text)$$,
                   'with no replica registered, status shows the primary only');
 
 --------------------------------------------------------------------------
 -- Functions: the set, signatures with defaults and OUT columns, return types.
 --------------------------------------------------------------------------
 SELECT functions_are('replica_router', ARRAY[
-    '_assert_preloaded', '_check_conninfo', '_check_name', '_check_privilege', '_check_weight', '_conninfo_error',
+    '_assert_preloaded', '_assert_writable', '_check_conninfo', '_check_name', '_check_privilege', '_check_weight', '_conninfo_error',
     '_conninfo_value', '_hide_statement', '_hints', '_label', '_ms_setting', '_nodes_changed', '_notify_worker',
     '_owner_trigger', '_pools', '_primary', '_primary_stats', '_slots', '_unprivileged_problem', '_worst',
     'states',
-    'add_replica', 'alter_replica', 'candidates', 'connection_string', 'drop_route', 'mask_conninfo', 'metrics',
-    'recommend', 'remove_replica', 'set_route', 'worker_status', 'write_lsn']);
+    'add_node', 'add_replica', 'alter_node', 'alter_replica', 'candidates', 'connection_string', 'drop_route', 'mask_conninfo', 'metrics',
+    'recommend', 'remove_node', 'remove_replica', 'set_route', 'worker_status', 'write_lsn']);
 
 SELECT has_function('replica_router', 'add_replica', ARRAY['text', 'text', 'integer', 'text', 'text']);
 SELECT function_returns('replica_router', 'add_replica', ARRAY['text', 'text', 'integer', 'text', 'text'], 'replica_router.nodes');
@@ -144,6 +144,14 @@ SELECT is(pg_get_function_arguments('replica_router.alter_replica(text, integer,
           'name text, weight integer DEFAULT NULL::integer, enabled boolean DEFAULT NULL::boolean, zone text DEFAULT NULL::text, conninfo text DEFAULT NULL::text, pgbouncer text DEFAULT NULL::text',
           'alter_replica arguments and defaults');
 SELECT isnt_definer('replica_router', 'alter_replica', ARRAY['text', 'integer', 'boolean', 'text', 'text', 'text']);
+
+-- The 1.2 member names: the same functions, run as the caller.
+SELECT is(pg_get_function_arguments('replica_router.add_node(text, text, integer, text, text)'::regprocedure),
+          'name text, conninfo text, weight integer DEFAULT 100, zone text DEFAULT NULL::text, pgbouncer text DEFAULT NULL::text',
+          'add_node arguments and defaults, as add_replica');
+SELECT function_returns('replica_router', 'alter_node', ARRAY['text', 'integer', 'boolean', 'text', 'text', 'text'], 'replica_router.nodes');
+SELECT isnt_definer('replica_router', 'add_node', ARRAY['text', 'text', 'integer', 'text', 'text']);
+SELECT function_returns('replica_router', 'remove_node', ARRAY['text'], 'void');
 
 SELECT has_function('replica_router', 'remove_replica', ARRAY['text']);
 SELECT function_returns('replica_router', 'remove_replica', ARRAY['text'], 'void');

@@ -3,7 +3,7 @@
 BEGIN;
 SELECT plan(22);
 
-SELECT is(current_setting('replica_router.poll_interval'), '500ms', 'poll_interval defaults to 500ms');
+SELECT is(current_setting('replica_router.poll_interval'), '250ms', 'poll_interval defaults to 250ms');
 SELECT is(current_setting('replica_router.connect_timeout'), '2s', 'connect_timeout defaults to 2s');
 SELECT is(current_setting('replica_router.query_timeout'), '1s', 'query_timeout defaults to 1s');
 SELECT is(current_setting('replica_router.max_lag'), '30s', 'max_lag defaults to 30s');

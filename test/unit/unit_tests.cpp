@@ -1,6 +1,7 @@
 // Unit tests for the C++-only parts: lag history, classification, routing,
 // connection-string handling. No server needed. Prints one line per failed
 // check and a closing "unit: N passed, N failed".
+#include "backoff.hpp"
 #include "conninfo.hpp"
 #include "dns_notify.hpp"
 #include "lag.hpp"
@@ -8,6 +9,7 @@
 #include "poller.hpp"
 #include "routing.hpp"
 #include "relay.hpp"
+#include "rto.hpp"
 #include "state_machine.hpp"
 
 #include <poll.h>
@@ -711,6 +713,190 @@ void member_tests()
     CHECK(sender_is_local(r, 6005) && !sender_is_local(r, 6006));
 }
 
+// Issue #12: slow replicas (RTO), max_lag at answer time, back-off, reasons.
+void rto_tests()
+{
+    constexpr Micros MS = 1'000;
+    RttEstimator e;
+    // Nothing learned yet: only the real timeout judges.
+    CHECK(e.rto(100 * MS, 1000 * MS) == 1000 * MS);
+    e.sample(2 * MS);
+    CHECK(e.srtt() == 2 * MS && e.rttvar() == 1 * MS);
+    // 2 + 4 x 1 = 6 ms, raised to the floor.
+    CHECK(e.rto(100 * MS, 1000 * MS) == 100 * MS);
+    CHECK(e.rto(1 * MS, 1000 * MS) == 6 * MS);
+    // Steady 2 ms answers: the variation decays, the RTO tends to srtt + granularity.
+    for (int i = 0; i < 200; ++i)
+        e.sample(2 * MS);
+    CHECK(e.srtt() == 2 * MS);
+    CHECK(e.rto(0, 1000 * MS) <= 3 * MS + RttEstimator::kGranularity);
+    // A jittery replica (1 and 41 ms alternating) earns a larger RTO than its mean.
+    RttEstimator j;
+    for (int i = 0; i < 200; ++i)
+        j.sample((i % 2 == 0 ? 1 : 41) * MS);
+    CHECK(j.rto(0, 1000 * MS) > 60 * MS);
+    CHECK(j.rto(0, 1000 * MS) < 150 * MS);
+    // Never above the ceiling (query_timeout: past it the replica is down).
+    RttEstimator big;
+    big.sample(900 * MS);
+    CHECK(big.rto(100 * MS, 1000 * MS) == 1000 * MS);
+    // A negative sample (clock step) counts as 0.
+    RttEstimator neg;
+    neg.sample(-5 * MS);
+    CHECK(neg.srtt() == 0);
+    // Overdue only strictly past the RTO, and only with a poll in flight.
+    CHECK(!poll_overdue(0, 100 * MS, 10 * S));
+    CHECK(!poll_overdue(1 * S, 100 * MS, 1 * S + 100 * MS));
+    CHECK(poll_overdue(1 * S, 100 * MS, 1 * S + 101 * MS));
+    CHECK(!poll_overdue(1 * S, 0, 5 * S));  // rto 0: not judged
+
+    // A slow replica is left out, with a reason saying by how much, and is
+    // routed again the moment its answer clears the flag (no damping).
+    NodeHint h = replica("r1", NodeState::healthy, 0, 100, 10 * S);
+    h.poll_since = 10 * S;
+    h.rto = 100 * MS;
+    h.srtt = 2 * MS;
+    h.slow = true;
+    RouteRequest req;
+    req.max_lag = 30 * S;
+    req.now = 10 * S + 250 * MS;
+    req.stale_after = 3 * S;
+    char why[128];
+    CHECK(effective_state(h, req.now, req.stale_after) == NodeState::slow);
+    CHECK(!qualifies(h, req, why, sizeof why));
+    CHECK(std::strcmp(why, "slow: poll overdue by 150 ms (unanswered for 250 ms, limit 100 ms)") == 0);
+    char text[512];
+    poll_error_text(h, req.now, text, sizeof text);
+    CHECK(std::strstr(text, "slow: poll overdue by 150 ms") == text);
+    CHECK(std::strstr(text, "left out of routing until it answers") != nullptr);
+    h.slow = false;
+    h.poll_since = 0;
+    CHECK(qualifies(h, req, why, sizeof why));
+    // Stale wins over slow; slow never hides down.
+    h.slow = true;
+    CHECK(effective_state(h, 20 * S, 3 * S) == NodeState::stale);
+    h.state = NodeState::down;
+    CHECK(effective_state(h, req.now, req.stale_after) == NodeState::down);
+    CHECK(std::strcmp(state_name(NodeState::slow), "slow") == 0);
+    CHECK(!state_info(NodeState::slow).routable);
+}
+
+void backoff_tests()
+{
+    constexpr Micros I = 250'000;  // poll interval
+    // Failing for less than the cap (10 s): retried at the poll interval, so
+    // a replica that restarts or was briefly away is readmitted promptly.
+    CHECK(retry_delay(1, 0, I, 12345) == 0);
+    CHECK(retry_delay(3, 20 * S, I, 12345) == 0);  // the first three failures always
+    CHECK(retry_delay(39, 9 * S, I, 12345) == 0);
+    // Then about half the time it has been failing, with jitter in [d/2, d],
+    // never under the interval, at most the cap.
+    for (uint64_t r : {0ULL, 1ULL, 77777ULL, ~0ULL}) {
+        Micros d12 = retry_delay(45, 12 * S, I, r);
+        CHECK(d12 >= 3 * S && d12 <= 6 * S);
+        Micros d60 = retry_delay(60, 60 * S, I, r);
+        CHECK(d60 >= 5 * S && d60 <= 10 * S);
+        BackoffPolicy p2;
+        p2.cap = 2 * S;
+        Micros d3 = retry_delay(12, 3 * S, I, r, p2);
+        CHECK(d3 >= 1 * S / 2 && d3 <= 3 * S / 2);
+        Micros d100 = retry_delay(400, 100 * S, I, r, p2);
+        CHECK(d100 >= 1 * S && d100 <= 2 * S);
+    }
+    // Jitter actually spreads.
+    CHECK(retry_delay(80, 30 * S, I, 0) != retry_delay(80, 30 * S, I, 999'999'937ULL));
+    // A cap at or below the poll interval: no back-off at all.
+    BackoffPolicy none;
+    none.cap = I;
+    CHECK(retry_delay(100, 100 * S, I, 5, none) == 0);
+    // The status text names the next try.
+    NodeHint h = replica("r1", NodeState::down, -1, 0, 0);
+    copy_str(h.error, sizeof h.error, "FATAL: password authentication failed");
+    h.failures = 7;
+    h.next_try = 100 * S + 4'500'000;
+    char text[512];
+    poll_error_text(h, 100 * S, text, sizeof text);
+    CHECK(std::strcmp(text, "FATAL: password authentication failed; 7 failures in a row: next try in 4.5 s") == 0);
+    poll_error_text(h, 105 * S, text, sizeof text);
+    CHECK(std::strcmp(text, "FATAL: password authentication failed") == 0);
+}
+
+void max_lag_guarantee_tests()
+{
+    // Replay paused just after a poll that saw lag 0: the poll's age counts.
+    NodeHint h = replica("r1", NodeState::healthy, 0, 1000, 10 * S);
+    h.lag_at = 10 * S;
+    h.primary_lsn = 1000;
+    RouteRequest req;
+    req.max_lag = 1 * S;
+    req.explicit_max_lag = true;
+    req.stale_after = 30 * S;
+    req.primary_lsn = 2000;  // the primary wrote since
+    char why[128];
+    req.now = 10 * S + 900'000;
+    CHECK(qualifies(h, req, why, sizeof why));
+    req.now = 11 * S + 1;
+    CHECK(!qualifies(h, req, why, sizeof why));
+    CHECK(std::strcmp(why, "lag 0.0s at a poll 1.0s ago: over 1.0s") == 0);
+    // Lag seen plus age: 0.6 s + 0.5 s > 1 s.
+    h.lag = 600'000;
+    req.now = 10 * S + 500'000;
+    CHECK(!qualifies(h, req, why, sizeof why));
+    req.now = 10 * S + 300'000;
+    CHECK(qualifies(h, req, why, sizeof why));
+    // An idle primary: a replica that had replayed everything it has written
+    // qualifies however old the poll.
+    h.lag = 0;
+    req.primary_lsn = 1000;
+    req.now = 50 * S;
+    req.stale_after = 100 * S;
+    CHECK(qualifies(h, req, why, sizeof why));
+    // Unknown primary position (a standby): the age counts.
+    req.primary_lsn = 0;
+    CHECK(!qualifies(h, req, why, sizeof why));
+    // Hints without a poll time (replicated rows): judged by the lag alone.
+    h.lag_at = 0;
+    CHECK(qualifies(h, req, why, sizeof why));
+    // min_lsn against the replay position seen, never the receive position.
+    h.lag_at = 10 * S;
+    h.receive_lsn = 5000;
+    req.primary_lsn = 1000;
+    req.has_min_lsn = true;
+    req.min_lsn = 1001;
+    CHECK(!qualifies(h, req, why, sizeof why));
+    CHECK(std::strcmp(why, "replayed only to 0/3E8") == 0);
+    req.min_lsn = 1000;
+    CHECK(qualifies(h, req, why, sizeof why));
+}
+
+void reason_tests()
+{
+    // The 1.1 report: max_lag 5min picked a replay-paused lagging replica
+    // "healthy replica, round-robin among 1". The reason says what it is.
+    std::vector<NodeHint> nodes = {replica("r1", NodeState::lagging, 42 * S, 1000, 100 * S),
+                                   replica("r2", NodeState::down, -1, 0, 0)};
+    nodes[0].replay_paused = true;
+    nodes[0].lag_at = 100 * S - 200'000;
+    RouteRequest req;
+    req.max_lag = 300 * S;
+    req.explicit_max_lag = true;
+    req.now = 100 * S;
+    req.stale_after = 3 * S;
+    char reason[512];
+    CHECK(choose_replica(nodes.data(), nodes.size(), req, 0, reason, sizeof reason) == 0);
+    CHECK(std::strcmp(reason, "lagging replica within the requested max_lag 300.0s (lag 42.0s at a poll 0.2s ago, "
+                              "replay paused), round-robin among 1") == 0);
+    // A healthy, replaying replica keeps the short reason.
+    nodes[0] = replica("r1", NodeState::healthy, 0, 1000, 100 * S);
+    CHECK(choose_replica(nodes.data(), nodes.size(), req, 0, reason, sizeof reason) == 0);
+    CHECK(std::strcmp(reason, "healthy replica, round-robin among 1") == 0);
+    // Healthy but paused: said too.
+    nodes[0].replay_paused = true;
+    CHECK(choose_replica(nodes.data(), nodes.size(), req, 0, reason, sizeof reason) == 0);
+    CHECK(std::strstr(reason, "healthy replica within max_lag 300.0s (lag 0.0s") == reason);
+    CHECK(std::strstr(reason, "replay paused), round-robin among 1") != nullptr);
+}
+
 int main()
 {
     lag_tests();
@@ -725,6 +911,10 @@ int main()
     host_list_tests();
     dns_tests();
     member_tests();
+    rto_tests();
+    backoff_tests();
+    max_lag_guarantee_tests();
+    reason_tests();
     std::printf("unit: %d passed, %d failed\n", passed, failed);
     return failed == 0 ? 0 : 1;
 }
