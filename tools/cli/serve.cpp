@@ -212,7 +212,9 @@ struct Server {
         std::string why;
         bool ok;
         if (want_primary) {
-            ok = n->value("role", "") == "primary" && !snap->data.value("in_recovery", true);
+            // The primary row, or a registered member that is now the primary (state primary).
+            ok = (n->value("role", "") == "primary" || n->value("state", "") == "primary") &&
+                 !snap->data.value("in_recovery", true);
             why = ok ? name + " is the primary" : name + " is not the primary";
         } else {
             ok = qualifies(*n, ml, why);

@@ -97,8 +97,12 @@ bool flag(const json &j, const char *key)
 
 double severity(const std::string &s) { return s == "critical" ? 2 : s == "warning" ? 1 : s == "ok" ? 0 : NAN; }
 
-// A replica is reachable when its last poll answered: every state but these.
-bool reachable(const std::string &state) { return state != "down" && state != "unknown" && state != "stale" && state != "disabled"; }
+// A replica is reachable when its last poll answered in time: every state but
+// these (slow: its poll is overdue; stale: no answer for stale_after).
+bool reachable(const std::string &state)
+{
+    return state != "down" && state != "unknown" && state != "stale" && state != "disabled" && state != "slow";
+}
 
 } // namespace
 

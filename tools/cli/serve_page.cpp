@@ -70,7 +70,7 @@ std::string state_class(const std::string &state, const std::string &severity)
 {
     if (severity == "critical" || state == "down" || state == "diverged" || state == "foreign" || state == "promoted" || state == "stale")
         return "crit";
-    if (severity == "warning" || state == "lagging" || state == "unknown" || state == "self")
+    if (severity == "warning" || state == "lagging" || state == "unknown" || state == "self" || state == "slow")
         return "warn";
     if (state == "disabled")
         return "off";
