@@ -93,6 +93,26 @@ $node{h3}->stop('fast');
 ok(defined wait_until(15, sub { slurp_file($include) =~ /^postgres_read = host=127\.0\.0\.2 port=$shared /m }),
 	'h3 stopped: postgres_read on h2 alone') or diag(slurp_file($flog));
 like(slurp_file($flog), qr/wrote .*postgres_read -> h2 127\.0\.0\.2:$shared \(replica, one host\)/, 'the log says which it did');
+
+# While h3 is down: the check's --min-healthy, --node and Nagios ranges.
+ok(defined $rr->wait_state('h3', 'down', 10), 'h3 is down');
+for my $case (
+	[ [qw(lag)], 2, qr/^REPLICA_ROUTER LAG CRITICAL - h3 down/ ],
+	[ [qw(lag --min-healthy 1)], 1, qr/^REPLICA_ROUTER LAG WARNING - h3 down/ ],
+	[ [qw(lag --min-healthy 2)], 2, qr/^REPLICA_ROUTER LAG CRITICAL - 1 healthy replicas, fewer than --min-healthy 2/ ],
+	[ [qw(health --min-healthy 1)], 1, qr/^REPLICA_ROUTER HEALTH WARNING - / ],
+	[ [qw(health --min-healthy 2)], 2, qr/^REPLICA_ROUTER HEALTH CRITICAL - 1 healthy replicas, fewer than --min-healthy 2/ ],
+	[ [qw(lag --node h2)], 0, qr/^REPLICA_ROUTER LAG OK - 1 replica, max lag / ],
+	[ [qw(lag --node h2 -w @0:1h)], 1, qr/^REPLICA_ROUTER LAG WARNING - h2 lag [\d.]+s \(warning \@0:1h\)/ ],
+	[ [qw(lag --node h2 -w ~:1h -c ~:2h)], 0, qr/^REPLICA_ROUTER LAG OK .* \| h2=[\d.]+s;~:1h;~:2h;0$/ ],
+	[ [qw(lag --node nosuch)], 3, qr/no replica named "nosuch"/ ],
+	[ [qw(lag -w 5:x)], 3, qr/invalid --warning "5:x"/ ])
+{
+	my ($args, $want, $like) = @$case;
+	my ($rc, $line) = $rr->check(@$args);
+	is($rc, $want, "check @$args: exit $want ($line)");
+	like($line, $like, "check @$args: status line");
+}
 ok(defined wait_until(10, sub { slurp_file($flog) =~ /reloaded \(SHOW DATABASES: postgres_read -> 127\.0\.0\.2:$shared\/postgres/ }),
 	'pgbouncer reloaded and serves it');
 $node{h3}->start;
