@@ -170,7 +170,7 @@ EOF
 	$s1->safe_psql('postgres', 'SELECT pg_wal_replay_pause()');
 	my $t_pause = time;
 	my ($last_s1, $streak, $t_over, @timeline) = (undef, 0, undef);
-	my $took = wait_until(20, sub {
+	my $took = wait_until(30, sub {
 		# A write, and whether serve now fails s1's check (its lag over 1s).
 		$rr->q('INSERT INTO t VALUES (1)');
 		my $check = ($serve->get('/node/s1/replica?max_lag=1s'))[0];
@@ -180,7 +180,7 @@ EOF
 		push @timeline, sprintf('%.2f:%s:%s', $t - $t_pause, $check, !defined $p ? 'fail' : $p == $s1->port ? 's1' : 's2');
 		if (defined $p && $p == $s1->port) { $last_s1 = $t; $streak = 0; }
 		elsif (defined $p) { $streak++; }
-		return $streak >= 15 && time - $t_pause > 1.5;
+		return $streak >= 8 && time - $t_pause > 1.5;
 	}, 0.02);
 	ok(defined $took, 'paused s1: reads through HAProxy leave it') or diag(slurp_file($hlog));
 	diag('serve on s1: ' . ($serve->get('/node/s1/replica?max_lag=1s'))[1]);
@@ -214,13 +214,13 @@ EOF
 	my $t_stop = time;
 	kill 'QUIT', $s2_pid;
 	my ($last_bad, $good, $reads, $bad) = (undef, 0, 0, 0);
-	$took = wait_until(20, sub {
+	$took = wait_until(30, sub {
 		my $t = time;    # when the read started (a refused one lasts HAProxy's retries)
 		my $p = $read->();
 		$reads++;
 		if (!defined $p || $p == $s2->port) { $last_bad = $t; $good = 0; $bad++; }
 		else { $good++; }
-		return $good >= 15;
+		return $good >= 8;
 	}, 0.02);
 	ok(defined $took, 'stopped s2: reads through HAProxy all reach s1');
 	my $after_stop = ($last_bad // $t_stop) - $t_stop;
