@@ -8,7 +8,11 @@ CORE_SRCS = $(wildcard src/core/*.cpp)
 PG_SRCS = $(wildcard src/pg/*.cpp)
 SRCS = $(CORE_SRCS) $(PG_SRCS)
 OBJS = $(SRCS:.cpp=.o)
-DATA = $(wildcard extension/replica_router--*.sql)
+# Update scripts of unreleased versions are built from extension/updates and
+# extension/objects (scripts/build-sql.sh); released ones are plain files.
+SQL_BUILT = $(patsubst extension/updates/%.sql,extension/replica_router--%.sql,$(wildcard extension/updates/*.sql))
+DATA = $(filter-out $(SQL_BUILT),$(wildcard extension/replica_router--*.sql))
+DATA_built = $(SQL_BUILT)
 
 PG_CONFIG ?= pg_config
 
@@ -43,6 +47,9 @@ include $(PGXS)
 # for the caller (e.g. PROVE_FLAGS=--verbose).
 PG_PROVE_FLAGS += -I test/tap
 
+$(SQL_BUILT): extension/replica_router--%.sql: extension/updates/%.sql $(wildcard extension/objects/*.sql) scripts/build-sql.sh
+	scripts/build-sql.sh
+
 # Headers are few and shared: any change rebuilds every object.
 $(OBJS): $(wildcard src/core/*.hpp src/pg/*.hpp)
 
@@ -75,6 +82,7 @@ $(addprefix tools/,$(TOOL_NAMES)): tools/replica_router
 	ln -sf replica_router $@
 install: install-tools
 install-tools: $(TOOLS)
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
 	$(INSTALL_PROGRAM) tools/replica_router '$(DESTDIR)$(bindir)/'
 	for n in $(TOOL_NAMES); do ln -sf replica_router '$(DESTDIR)$(bindir)'/$$n; done
 	$(if $(LINK_DIR),for n in replica_router $(TOOL_NAMES); do ln -sf '$(bindir)'/$$n '$(DESTDIR)$(LINK_DIR)'/$$n; done)
@@ -85,3 +93,10 @@ clean-tools:
 .PHONY: test install-tools clean-tools
 test:
 	./scripts/test.sh
+
+# A DESTDIR install (the Debian packages: pg_buildext) starts from an empty
+# tree, where bindir does not exist yet.
+install-tools: install-bindir
+install-bindir:
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+.PHONY: install-bindir

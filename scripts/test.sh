@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, pg_regress, isolation tests, pgTAP and
-# multi-node TAP tests, then network faults, short benchmarks, the TAP tests
-# under ASan and the demo.
+# multi-node TAP tests, the release metadata, then network faults, short
+# benchmarks, the TAP tests under ASan, the demo and the Debian packages.
 # Run as root on Debian 12: installs what is missing, builds with warnings as
 # errors, installs the extension, and runs every suite as the unprivileged
 # 'postgres' user in a copy of the tree under /tmp (short socket paths).
@@ -12,7 +12,7 @@ set -uo pipefail
 export LANG=C.UTF-8
 unset LC_ALL LC_CTYPE LC_COLLATE LC_MESSAGES LC_NUMERIC LC_TIME LANGUAGE
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-SUITES=${RR_SUITES:-"unit regress isolation pgtap tap"}
+SUITES=${RR_SUITES:-"unit regress isolation pgtap tap meta"}
 
 "$SRC/scripts/deps.sh" || exit 1
 # RR_PGROOT=/some/dir: build, install and test against a private copy of
@@ -126,6 +126,23 @@ if [ "${RR_SKIP_DEMO:-0}" != 1 ] && [ "$(id -u)" -eq 0 ]; then
         echo "demo: 0 passed, 1 failed"
         add 0 1
     fi
+fi
+
+# The Debian packages (scripts/run-package.sh): built and linted, installed
+# into the system's PostgreSQL, the demo and the README's install section run
+# against them. Root only, and not with RR_PGROOT (packages install into the
+# system's PostgreSQL, not a private copy). Last, so the packaged files
+# replace the build installed above only after every other suite has run; the
+# packages stay installed. RR_PACKAGE=0 skips it.
+if [ "${RR_PACKAGE:-1}" = 1 ] && [ "$(id -u)" -eq 0 ] && [ -z "${RR_PGROOT:-}" ]; then
+    echo "== package"
+    RR_PACKAGE_OUT="$WORK/package" "$SRC/scripts/run-package.sh" 2>&1 | tee "$WORK/package.out"
+    rc=${PIPESTATUS[0]}
+    line=$(grep -E '^package: [0-9]+ passed, [0-9]+ failed' "$WORK/package.out" | tail -1)
+    p=$(sed -E 's/^package: ([0-9]+) passed.*/\1/' <<<"${line:-package: 0 passed, 1 failed}")
+    f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"${line:-package: 0 passed, 1 failed}")
+    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    add "$p" "$f"
 fi
 
 echo "total: $passed passed, $failed failed"

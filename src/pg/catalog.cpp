@@ -164,6 +164,96 @@ CatalogStatus catalog_load_routes(RouteRow *routes, int route_cap, int *route_co
     }, problem, problem_len);
 }
 
+namespace {
+
+// The arguments of one SPI statement, added in the order of its $n
+// parameters; run() checks their count against the statement's.
+template <int N>
+struct SpiArgs {
+    Oid types[N];
+    Datum values[N];
+    char nulls[N + 1] = {};
+    int i = 0;
+
+    void add(Oid type, Datum value, bool isnull = false) noexcept
+    {
+        if (i >= N)
+            return;  // run() reports the count
+        types[i] = type;
+        values[i] = value;
+        nulls[i] = isnull ? 'n' : ' ';
+        ++i;
+    }
+    int run(const char *sql) noexcept
+    {
+        if (i != N)
+            elog(ERROR, "replica_router: %d of %d statement arguments", i, N);
+        return SPI_execute_with_args(sql, N, types, values, nulls, false, 0);
+    }
+};
+
+void write_hint_row(const NodeHint &h) noexcept
+{
+    bool polled = h.has_result;
+    SpiArgs<16> a;
+    a.add(INT4OID, Int32GetDatum(h.node_id));
+    a.add(TEXTOID, CStringGetTextDatum(h.name));
+    a.add(TEXTOID, CStringGetTextDatum(h.host));
+    a.add(INT4OID, Int32GetDatum(h.port), h.port == 0);
+    a.add(TEXTOID, CStringGetTextDatum(state_name(h.state)));
+    a.add(INT8OID, Int64GetDatum(h.lag_bytes), !polled || h.lag_bytes < 0);
+    a.add(FLOAT8OID, Float8GetDatum(static_cast<double>(h.lag) / 1e6), !polled || h.lag < 0);
+    a.add(LSNOID, LSNGetDatum(h.replay_lsn), !polled);
+    a.add(BOOLOID, BoolGetDatum(h.replay_paused), !polled);
+    a.add(INT4OID, Int32GetDatum(h.connections), !polled);
+    a.add(INT4OID, Int32GetDatum(h.max_connections), !polled);
+    a.add(TIMESTAMPTZOID, TimestampTzGetDatum(h.last_success), h.last_success == 0);
+    a.add(TEXTOID, CStringGetTextDatum(h.error), h.error[0] == '\0');
+    a.add(INT4OID, Int32GetDatum(h.weight));
+    a.add(TEXTOID, CStringGetTextDatum(h.zone), h.zone[0] == '\0');
+    a.add(INT4OID, Int32GetDatum(h.pool.reserved), !polled);
+    int rc = a.run(kUpsert);
+    if (rc != SPI_OK_INSERT)
+        elog(ERROR, "writing replica_router.routing_hints failed: %s", SPI_result_code_string(rc));
+}
+
+void notify_change(const HintWrite &w) noexcept
+{
+    const NodeHint &h = w.hint;
+    SpiArgs<5> a;
+    a.add(TEXTOID, CStringGetTextDatum(h.name));
+    a.add(TEXTOID, CStringGetTextDatum(state_name(w.old_state)));
+    a.add(TEXTOID, CStringGetTextDatum(state_name(h.state)));
+    a.add(FLOAT8OID, Float8GetDatum(static_cast<double>(h.lag) / 1e6), h.lag < 0);
+    a.add(INT8OID, Int64GetDatum(h.lag_bytes), h.lag_bytes < 0);
+    int rc = a.run(kNotify);
+    if (rc != SPI_OK_SELECT)
+        elog(ERROR, "NOTIFY replica_router failed: %s", SPI_result_code_string(rc));
+}
+
+void write_heartbeat() noexcept
+{
+    char sysid[32];
+    snprintf(sysid, sizeof sysid, UINT64_FORMAT, GetSystemIdentifier());
+    // The primary as this worker chose it (its member name when registered),
+    // this server until the first choice.
+    PrimaryInfo p{};
+    char why[256];
+    if (!find_primary(GetCurrentTimestamp(), p, why, sizeof why))
+        p = local_primary();
+    SpiArgs<5> a;
+    a.add(TEXTOID, CStringGetTextDatum(sysid));
+    a.add(INT4OID, Int32GetDatum(MyProcPid));
+    a.add(TEXTOID, CStringGetTextDatum(p.node));
+    a.add(TEXTOID, CStringGetTextDatum(p.host));
+    a.add(INT4OID, Int32GetDatum(p.port));
+    int rc = a.run(kHeartbeat);
+    if (rc != SPI_OK_INSERT)
+        elog(ERROR, "writing replica_router.heartbeat failed: %s", SPI_result_code_string(rc));
+}
+
+} // namespace
+
 CatalogStatus catalog_write_hints(const HintWrite *rows, int n, bool heartbeat, char *error, std::size_t error_len)
 {
     return in_transaction(
@@ -171,80 +261,13 @@ CatalogStatus catalog_write_hints(const HintWrite *rows, int n, bool heartbeat, 
         [rows, n, heartbeat]() noexcept -> CatalogStatus {
             if (!OidIsValid(get_extension_oid("replica_router", true)))
                 return CatalogStatus::absent;
-            Oid types[16] = {INT4OID, TEXTOID, TEXTOID, INT4OID, TEXTOID, INT8OID, FLOAT8OID, LSNOID,
-                             BOOLOID, INT4OID, INT4OID, TIMESTAMPTZOID, TEXTOID, INT4OID, TEXTOID, INT4OID};
             for (int i = 0; i < n; ++i) {
-                const NodeHint &h = rows[i].hint;
-                bool polled = h.has_result;
-                Datum v[16] = {
-                    Int32GetDatum(h.node_id),
-                    CStringGetTextDatum(h.name),
-                    CStringGetTextDatum(h.host),
-                    Int32GetDatum(h.port),
-                    CStringGetTextDatum(state_name(h.state)),
-                    Int64GetDatum(h.lag_bytes),
-                    Float8GetDatum(static_cast<double>(h.lag) / 1e6),
-                    LSNGetDatum(h.replay_lsn),
-                    BoolGetDatum(h.replay_paused),
-                    Int32GetDatum(h.connections),
-                    Int32GetDatum(h.max_connections),
-                    TimestampTzGetDatum(h.last_success),
-                    CStringGetTextDatum(h.error),
-                    Int32GetDatum(h.weight),
-                    CStringGetTextDatum(h.zone),
-                    Int32GetDatum(h.pool.reserved),
-                };
-                char nulls[17] = "                ";
-                if (!polled || h.lag_bytes < 0)
-                    nulls[5] = 'n';
-                if (!polled || h.lag < 0)
-                    nulls[6] = 'n';
-                if (!polled)
-                    nulls[7] = nulls[8] = nulls[9] = nulls[10] = 'n';
-                if (h.last_success == 0)
-                    nulls[11] = 'n';
-                if (h.error[0] == '\0')
-                    nulls[12] = 'n';
-                if (h.port == 0)
-                    nulls[3] = 'n';
-                if (h.zone[0] == '\0')
-                    nulls[14] = 'n';
-                if (!polled)
-                    nulls[15] = 'n';
-                int rc = SPI_execute_with_args(kUpsert, 16, types, v, nulls, false, 0);
-                if (rc != SPI_OK_INSERT)
-                    elog(ERROR, "writing replica_router.routing_hints failed: %s", SPI_result_code_string(rc));
-                if (rows[i].notify) {
-                    Oid ntypes[5] = {TEXTOID, TEXTOID, TEXTOID, FLOAT8OID, INT8OID};
-                    Datum nv[5] = {CStringGetTextDatum(h.name), CStringGetTextDatum(state_name(rows[i].old_state)),
-                                   CStringGetTextDatum(state_name(h.state)),
-                                   Float8GetDatum(static_cast<double>(h.lag) / 1e6), Int64GetDatum(h.lag_bytes)};
-                    char nnulls[6] = "     ";
-                    if (h.lag < 0)
-                        nnulls[3] = 'n';
-                    if (h.lag_bytes < 0)
-                        nnulls[4] = 'n';
-                    rc = SPI_execute_with_args(kNotify, 5, ntypes, nv, nnulls, false, 0);
-                    if (rc != SPI_OK_SELECT)
-                        elog(ERROR, "NOTIFY replica_router failed: %s", SPI_result_code_string(rc));
-                }
+                write_hint_row(rows[i].hint);
+                if (rows[i].notify)
+                    notify_change(rows[i]);
             }
-            if (heartbeat) {
-                Oid hb_types[5] = {TEXTOID, INT4OID, TEXTOID, TEXTOID, INT4OID};
-                char sysid[32];
-                snprintf(sysid, sizeof sysid, UINT64_FORMAT, GetSystemIdentifier());
-                // The primary as this worker chose it (its member name when
-                // registered), this server until the first choice.
-                PrimaryInfo p{};
-                char why[256];
-                if (!find_primary(GetCurrentTimestamp(), p, why, sizeof why))
-                    p = local_primary();
-                Datum hb[5] = {CStringGetTextDatum(sysid), Int32GetDatum(MyProcPid),
-                               CStringGetTextDatum(p.node), CStringGetTextDatum(p.host), Int32GetDatum(p.port)};
-                int rc = SPI_execute_with_args(kHeartbeat, 5, hb_types, hb, nullptr, false, 0);
-                if (rc != SPI_OK_INSERT)
-                    elog(ERROR, "writing replica_router.heartbeat failed: %s", SPI_result_code_string(rc));
-            }
+            if (heartbeat)
+                write_heartbeat();
             return CatalogStatus::ok;
         },
         error, error_len);

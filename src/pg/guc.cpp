@@ -173,7 +173,7 @@ void rr_define_gucs(bool preloading)
     DefineCustomBoolVariable("replica_router.observe", "On a standby, poll every member and answer from those polls.",
                              "When off, a standby's worker waits for promotion and the standby answers from the "
                              "hints the primary's worker replicates (N members poll each other: off saves "
-                             "N x (N - 1) polls per interval in large fleets).",
+                             "N x N polls per interval in large fleets, each node polling itself too).",
                              &rr_observe, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
     DefineCustomBoolVariable("replica_router.fallback_to_primary",
                              "Send reads to the primary when no replica qualifies.",

@@ -60,7 +60,18 @@ bool find_primary(Micros now, PrimaryInfo &out, char *why, std::size_t why_len)
         return true;
     }
     if (!RecoveryInProgress()) {
+        // Just promoted, or before the first choice: this server, under its
+        // member name when it is registered (a client that routes by name
+        // must not take it for a member called "primary").
         out = local_primary();
+        char name[kNameLen] = "";
+        shmem_read([&name](const SharedState &s) noexcept {
+            for (const NodeHint &h : s.nodes)
+                if (h.is_local)
+                    copy_str(name, sizeof name, h.name);
+        });
+        if (name[0] != '\0')
+            copy_str(out.node, sizeof out.node, name);
         return true;
     }
     if (ready && e.members_cover) {

@@ -169,7 +169,7 @@ void shmem_unpublish()
     LWLockAcquire(shared->lock, LW_EXCLUSIVE);
     shared->hints_ready = false;
     shared->routes_ready = false;
-    shared->nodes.assign(nullptr, 0);
+    shared->nodes.clear();
     shared->pools.clear();
     shared->elected = ElectedPrimary{};
     LWLockRelease(shared->lock);

@@ -44,6 +44,7 @@ public:
     const T &operator[](std::size_t i) const noexcept { return rows_[i]; }
     const T *begin() const noexcept { return rows_; }
     const T *end() const noexcept { return rows_ + size_; }
+    void clear() noexcept { size_ = 0; }
     // Copies min(n, capacity) rows in; returns how many.
     std::size_t assign(const T *rows, std::size_t n) noexcept
     {

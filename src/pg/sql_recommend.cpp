@@ -303,22 +303,15 @@ void put_candidate(ReturnSetInfo *rsinfo, int rank, const char *node, const char
     row.put(rsinfo);
 }
 
-// Every node for an operation: qualified replicas ranked as recommend() would
-// try them, the others with the reason they were left out, then the primary.
-Datum candidates(FunctionCallInfo fcinfo)
+// The nodes candidates() ranks, copied out of shared memory (the buffer is
+// allocated before the lock, for the table's capacity: max_replicas, fixed at
+// server start), or on a standby that does not observe the replicated hints.
+// The route is resolved into snap.d.
+NodeHint *load_candidates(Args &args, Snapshot &snap, std::size_t *n)
 {
-    (void) shmem_require();
-    Args args;
-    parse_args(fcinfo, args);
-    await_own_changes();
-    ReturnSetInfo *rsinfo = materialize(fcinfo);
-
-    // The buffer is allocated before the lock, for the table's capacity
-    // (max_replicas, fixed at server start).
-    Snapshot snap;
     std::size_t cap = shmem_read([](const SharedState &s) noexcept { return s.nodes.capacity(); });
     NodeHint *nodes = static_cast<NodeHint *>(palloc(sizeof(NodeHint) * (cap > 0 ? cap : 1)));
-    std::size_t n = shmem_read([&](const SharedState &s) noexcept {
+    *n = shmem_read([&](const SharedState &s) noexcept {
         snap.ready = s.hints_ready;
         std::size_t have = snap.ready ? std::min(s.nodes.size(), cap) : 0;
         if (have > 0)
@@ -328,21 +321,43 @@ Datum candidates(FunctionCallInfo fcinfo)
         snap.ticket = pg_atomic_read_u64(const_cast<pg_atomic_uint64 *>(&s.ticket));
         return have;
     });
-
-    PrimaryInfo primary;
-    if (!snap.ready) {
-        StandbyHints sh;
-        if (snapshot_fallback(args, snap, sh)) {
-            nodes = sh.nodes;
-            n = sh.n;
-            primary = sh.primary;
-        } else {
-            resolve_route(args.in, snap.d);  // the built-in routes: none are loaded
-            primary = current_primary(args.in.now);
-        }
-    } else {
-        primary = current_primary(args.in.now);
+    if (snap.ready)
+        return nodes;
+    StandbyHints sh;
+    if (snapshot_fallback(args, snap, sh)) {
+        *n = sh.n;
+        return sh.nodes;
     }
+    resolve_route(args.in, snap.d);  // the built-in routes: none are loaded
+    return nodes;
+}
+
+void put_unranked(ReturnSetInfo *rsinfo, const NodeHint &h, const Args &args, const char *why)
+{
+    put_candidate(rsinfo, 0, h.name, h.host, h.port, false, false,
+                  state_name(effective_state(h, args.in.now, args.in.stale_after)), h.lag, h.lag_bytes, why);
+}
+
+// Every node for an operation: qualified replicas ranked as recommend() would
+// try them, the others with the reason they were left out, then the primary
+// (or, when none is reachable, a row that says so).
+Datum candidates(FunctionCallInfo fcinfo)
+{
+    (void) shmem_require();
+    Args args;
+    parse_args(fcinfo, args);
+    await_own_changes();
+    ReturnSetInfo *rsinfo = materialize(fcinfo);
+
+    Snapshot snap;
+    std::size_t n = 0;
+    NodeHint *nodes = load_candidates(args, snap, &n);
+    PrimaryInfo primary{};
+    char no_primary[256] = "";
+    bool have_primary = find_primary(args.in.now, primary, no_primary, sizeof no_primary);
+    if (!have_primary)
+        copy_str(primary.node, sizeof primary.node, primary_name());
+    const char *primary_state = have_primary ? "primary" : "down";
 
     Decision &d = snap.d;
     report_decision_error(args, d);
@@ -350,20 +365,16 @@ Datum candidates(FunctionCallInfo fcinfo)
         d.target = Target::primary;
         copy_str(d.reason, sizeof d.reason, "replica_router.enabled is off");
     }
-    int *order = static_cast<int *>(palloc(sizeof(int) * kMaxNodesHard));
-    char reason[512];
-    std::size_t count = 0;
-    if (d.target != Target::primary)
-        count = rank_replicas(nodes, n, d.req, snap.ticket, order, reason, sizeof reason);
-
     if (d.target == Target::primary) {
-        put_candidate(rsinfo, 1, primary.node, primary.host, primary.port, true, true, "healthy", 0, 0, d.reason);
+        put_candidate(rsinfo, have_primary ? 1 : 0, primary.node, primary.host, primary.port, true, have_primary,
+                      primary_state, 0, 0, have_primary ? d.reason : no_primary);
         for (std::size_t i = 0; i < n; ++i)
-            put_candidate(rsinfo, 0, nodes[i].name, nodes[i].host, nodes[i].port, false, false,
-                          state_name(effective_state(nodes[i], args.in.now, args.in.stale_after)), nodes[i].lag,
-                          nodes[i].lag_bytes, d.reason);
+            put_unranked(rsinfo, nodes[i], args, d.reason);
         return (Datum) 0;
     }
+    int *order = static_cast<int *>(palloc(sizeof(int) * (n > 0 ? n : 1)));
+    char reason[512];
+    std::size_t count = rank_replicas(nodes, n, d.req, snap.ticket, order, reason, sizeof reason);
     for (std::size_t r = 0; r < count; ++r) {
         const NodeHint &h = nodes[order[r]];
         put_candidate(rsinfo, static_cast<int>(r + 1), h.name, h.host, h.port, false, true,
@@ -372,18 +383,17 @@ Datum candidates(FunctionCallInfo fcinfo)
     }
     for (std::size_t i = 0; i < n; ++i) {
         char why[96];
-        if (qualifies(nodes[i], d.req, why, sizeof why))
-            continue;
-        put_candidate(rsinfo, 0, nodes[i].name, nodes[i].host, nodes[i].port, false, false,
-                      state_name(effective_state(nodes[i], args.in.now, args.in.stale_after)), nodes[i].lag,
-                      nodes[i].lag_bytes, why);
+        if (!qualifies(nodes[i], d.req, why, sizeof why))
+            put_unranked(rsinfo, nodes[i], args, why);
     }
-    const char *primary_reason = !d.fallback   ? "not a fallback: replica_router.fallback_to_primary is off"
+    const char *primary_reason = !have_primary ? no_primary
+                                 : !d.fallback ? "not a fallback: replica_router.fallback_to_primary is off"
                                  : !snap.fresh ? snap.why_not_fresh
                                  : count > 0   ? "fallback when no replica qualifies"
                                                : "fallback: no replica qualifies";
-    put_candidate(rsinfo, d.fallback ? static_cast<int>(count + 1) : 0, primary.node, primary.host, primary.port,
-                  true, d.fallback, "healthy", 0, 0, primary_reason);
+    bool fallback = d.fallback && have_primary;
+    put_candidate(rsinfo, fallback ? static_cast<int>(count + 1) : 0, primary.node, primary.host, primary.port, true,
+                  fallback, primary_state, 0, 0, primary_reason);
     return (Datum) 0;
 }
 

@@ -547,60 +547,51 @@ Lsn reference_lsn()
     return ref;
 }
 
-// Folds a finished poll into the node's hint.
-void apply_result(Tracked &t, Micros now)
+// The figures of a poll that succeeded; this server's own entry is recognised
+// by its cluster and its postmaster's start time (to within the rounding of
+// the epoch's extraction).
+void record_success(Tracked &t, const PollResult &r, Micros now)
 {
-    const PollResult &r = t.poller->result();
     NodeHint &h = t.hint;
-    NodeState before = h.state;
-    h.last_poll = now;
-    bool ok = r.ok;
-    note_poll_end(t, ok, now);
-    if (ok) {
-        h.has_result = true;
-        h.last_success = now;
-        h.failures = 0;
-        h.in_recovery = r.in_recovery;
-        h.replay_paused = r.replay_paused;
-        h.receive_lsn = r.receive_lsn;
-        h.replay_lsn = r.replay_lsn;
-        h.last_replay_ts = r.has_replay_ts ? r.last_replay_ts : 0;
-        h.system_id = r.system_id;
-        h.timeline = r.timeline;
-        h.connections = r.connections;
-        h.max_connections = r.max_connections;
-        h.pool = r.pool;
-        copy_str(h.slot_name, sizeof h.slot_name, r.slot_name);
-        copy_str(h.app_name, sizeof h.app_name, r.app_name);
-        h.current_lsn = r.current_lsn;
-        h.sender_port = r.sender_port;
-        copy_str(h.sender_host, sizeof h.sender_host, r.sender_host);
-        // Same cluster and a postmaster started at our postmaster's
-        // microsecond: this server itself (to within the rounding of the
-        // epoch's extraction).
-        h.is_local = h.system_id == shmem_system_id() && r.started_at != 0 &&
-                     std::llabs(r.started_at - PgStartTime) <= 1;
-        h.error[0] = '\0';
-        if (!r.host.empty())
-            copy_str(h.host, sizeof h.host, r.host.c_str());
-        if (!r.port.empty())
-            h.port = std::atoi(r.port.c_str());
-        if (r.in_recovery) {
-            h.lag_bytes = t.primary_at_start > r.replay_lsn ? static_cast<int64_t>(t.primary_at_start - r.replay_lsn) : 0;
-            h.lag = state->history.lag(r.replay_lsn, t.primary_at_start, t.poll_started, h.last_replay_ts);
-        } else {
-            h.lag_bytes = -1;
-            h.lag = -1;
-        }
+    h.has_result = true;
+    h.last_success = now;
+    h.failures = 0;
+    h.in_recovery = r.in_recovery;
+    h.replay_paused = r.replay_paused;
+    h.receive_lsn = r.receive_lsn;
+    h.replay_lsn = r.replay_lsn;
+    h.last_replay_ts = r.has_replay_ts ? r.last_replay_ts : 0;
+    h.system_id = r.system_id;
+    h.timeline = r.timeline;
+    h.connections = r.connections;
+    h.max_connections = r.max_connections;
+    h.pool = r.pool;
+    copy_str(h.slot_name, sizeof h.slot_name, r.slot_name);
+    copy_str(h.app_name, sizeof h.app_name, r.app_name);
+    h.current_lsn = r.current_lsn;
+    h.sender_port = r.sender_port;
+    copy_str(h.sender_host, sizeof h.sender_host, r.sender_host);
+    h.is_local = h.system_id == shmem_system_id() && r.started_at != 0 && std::llabs(r.started_at - PgStartTime) <= 1;
+    h.error[0] = '\0';
+    if (!r.host.empty())
+        copy_str(h.host, sizeof h.host, r.host.c_str());
+    if (!r.port.empty())
+        h.port = std::atoi(r.port.c_str());
+    if (r.in_recovery) {
+        h.lag_bytes = t.primary_at_start > r.replay_lsn ? static_cast<int64_t>(t.primary_at_start - r.replay_lsn) : 0;
+        h.lag = state->history.lag(r.replay_lsn, t.primary_at_start, t.poll_started, h.last_replay_ts);
     } else {
-        // The last figures say nothing about a replica we cannot reach.
-        h.failures++;
-        h.lag = -1;
         h.lag_bytes = -1;
-        copy_str(h.error, sizeof h.error, r.error.c_str());
+        h.lag = -1;
     }
+}
 
-    choose(now);
+// What the poll means for the member's state (the state machine's event),
+// with the member chosen as the primary already updated (choose()).
+Event classify(Tracked &t, const PollResult &r)
+{
+    NodeHint &h = t.hint;
+    bool ok = r.ok;
     int self_index = static_cast<int>(&t - state->nodes.data());
     ClassifyInput in{};
     in.enabled = h.enabled;
@@ -628,13 +619,35 @@ void apply_result(Tracked &t, Micros now)
         copy_str(h.error, sizeof h.error, why);
     else if (event == Event::promoted)
         not_primary_reason(h, h.error, sizeof h.error);
+    return event;
+}
+
+// Folds a finished poll into the node's hint.
+void apply_result(Tracked &t, Micros now)
+{
+    const PollResult &r = t.poller->result();
+    NodeHint &h = t.hint;
+    NodeState before = h.state;
+    h.last_poll = now;
+    note_poll_end(t, r.ok, now);
+    if (r.ok) {
+        record_success(t, r, now);
+    } else {
+        // The last figures say nothing about a replica we cannot reach.
+        h.failures++;
+        h.lag = -1;
+        h.lag_bytes = -1;
+        copy_str(h.error, sizeof h.error, r.error.c_str());
+    }
+    choose(now);
+    Event event = classify(t, r);
     h.good_streak = target(before, event) == NodeState::healthy ? h.good_streak + 1 : 0;
     h.state = step(before, event, h.good_streak, static_cast<uint32_t>(rr_recovery_polls));
     if (h.state != before) {
         h.state_since = now;
         pg_call([&] {
             ereport(LOG, (errmsg("replica_router: replica \"%s\" is now %s (was %s)%s%s", h.name, state_name(h.state),
-                                 state_name(before), ok ? "" : ": ", ok ? "" : h.error)));
+                                 state_name(before), r.ok ? "" : ": ", r.ok ? "" : h.error)));
         });
     }
     state->dirty = true;
@@ -1057,53 +1070,69 @@ void stand_by()
         ResetLatch(MyLatch);
 }
 
+void apply_reload()
+{
+    ConfigReloadPending = false;
+    ProcessConfigFile(PGC_SIGHUP);
+    // A shorter heartbeat applies from the last one, not after the old interval.
+    Micros due = state->last_heartbeat + static_cast<Micros>(rr_heartbeat_s) * 1'000'000;
+    if (due < state->next_heartbeat)
+        state->next_heartbeat = due;
+}
+
+// Follows this server in and out of recovery. False while a standby's worker
+// does not observe (it waited in stand_by()).
+bool follow_recovery(Micros now)
+{
+    bool in_recovery = RecoveryInProgress();
+    if (in_recovery && !rr_observe) {
+        stand_by();
+        return false;
+    }
+    if (state->was_in_recovery && !in_recovery) {
+        // Promoted: this worker now writes. Choose first, so that the first
+        // heartbeat names this server.
+        ereport(LOG, (errmsg("replica_router worker: this server was promoted; writing hints from now on")));
+        cpp_step("choosing the primary", [now] { choose(now); });
+        state->next_heartbeat = now;
+        state->dirty = true;
+    }
+    state->was_in_recovery = in_recovery;
+    return true;
+}
+
+// The registry is read again after a change committed here, on a standby once
+// WAL replay has moved (registry changes arrive that way; at most every
+// kReplayRecheck), and every kRegistryRecheck regardless.
+void reload_registry_if_due(Micros now)
+{
+    bool replayed = false;
+    if (RecoveryInProgress() && now - state->last_registry_load >= kReplayRecheck) {
+        XLogRecPtr replay = GetXLogReplayRecPtr(nullptr);
+        replayed = replay != state->replay_seen;
+        state->replay_seen = replay;
+    }
+    if (!replayed && shmem_generation() == state->generation_seen && now < state->next_registry_load)
+        return;
+    state->last_registry_load = now;
+    bool was_present = state->extension_present;
+    load_registry(now);
+    if (!state->extension_present && was_present)
+        close_all();
+    if (!state->extension_present)
+        state->next_registry_load = now + kAbsentRecheck;
+}
+
 void run_loop()
 {
     for (;;) {
         CHECK_FOR_INTERRUPTS();
-        if (ConfigReloadPending) {
-            ConfigReloadPending = false;
-            ProcessConfigFile(PGC_SIGHUP);
-            // A shorter heartbeat applies from the last one, not after the old interval.
-            Micros due = state->last_heartbeat + static_cast<Micros>(rr_heartbeat_s) * 1'000'000;
-            if (due < state->next_heartbeat)
-                state->next_heartbeat = due;
-        }
+        if (ConfigReloadPending)
+            apply_reload();
         Micros now = GetCurrentTimestamp();
-        bool in_recovery = RecoveryInProgress();
-        if (in_recovery && !rr_observe) {
-            stand_by();
+        if (!follow_recovery(now))
             continue;
-        }
-        if (state->was_in_recovery && !in_recovery) {
-            // Promoted: this worker now writes. Choose first, so that the
-            // first heartbeat names this server.
-            ereport(LOG, (errmsg("replica_router worker: this server was promoted; writing hints from now on")));
-            cpp_step("choosing the primary", [now] { choose(now); });
-            state->next_heartbeat = now;
-            state->dirty = true;
-        }
-        state->was_in_recovery = in_recovery;
-
-        // On a standby, registry changes arrive by replay: reread once WAL
-        // has moved (at most every kReplayRecheck).
-        bool replayed = false;
-        if (RecoveryInProgress() && now - state->last_registry_load >= kReplayRecheck) {
-            XLogRecPtr replay = GetXLogReplayRecPtr(nullptr);
-            replayed = replay != state->replay_seen;
-            state->replay_seen = replay;
-        }
-        if (replayed || shmem_generation() != state->generation_seen ||
-            now >= state->next_registry_load) {
-            state->last_registry_load = now;
-            bool was_present = state->extension_present;
-            load_registry(now);
-            if (!state->extension_present && was_present)
-                close_all();
-            if (!state->extension_present)
-                state->next_registry_load = now + kAbsentRecheck;
-        }
-
+        reload_registry_if_due(now);
         if (state->extension_present && now >= state->next_tick)
             tick(now);
         if (state->dirty)
