@@ -39,22 +39,28 @@ as_pg() { runuser -u postgres -- env PATH="$PATH" "$@"; }
 
 passed=0; failed=0
 add() { passed=$((passed + $1)); failed=$((failed + $2)); }
+# Adds a runner's summary line ("NAME: N passed, M failed", NAME matching the
+# pattern $1) from file $2 to the totals; a runner that printed none, or that
+# exited non-zero ($3) with nothing failed, counts one failure.
+tally() {
+    local line p f
+    line=$(grep -E "^$1: [0-9]+ passed, [0-9]+ failed" "$2" | tail -1)
+    if [ -z "$line" ]; then
+        echo "$1: runner printed no summary (exit $3)"
+        add 0 1
+        return
+    fi
+    p=$(sed -E 's/^[^:]+: ([0-9]+) passed.*/\1/' <<<"$line")
+    f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+    [ "$3" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    add "$p" "$f"
+}
 
 for suite in $SUITES; do
     echo "== $suite"
     out=$WORK/$suite.out
     as_pg bash "$WORK/scripts/run-$suite.sh" 2>&1 | tee "$out"
-    rc=${PIPESTATUS[0]}
-    line=$(grep -E '^[a-z_-]+: [0-9]+ passed, [0-9]+ failed' "$out" | tail -1)
-    if [ -z "$line" ]; then
-        echo "$suite: runner printed no summary (exit $rc)"
-        add 0 1
-        continue
-    fi
-    p=$(sed -E 's/^[^:]+: ([0-9]+) passed, ([0-9]+) failed.*/\1/' <<<"$line")
-    f=$(sed -E 's/^[^:]+: ([0-9]+) passed, ([0-9]+) failed.*/\2/' <<<"$line")
-    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
-    add "$p" "$f"
+    tally '[a-z_-]+' "$out" "${PIPESTATUS[0]}"
 done
 
 # Network faults across a veth pair into a network namespace (root only;
@@ -62,12 +68,7 @@ done
 if [ "${RR_NETNS:-1}" = 1 ] && [ "$(id -u)" -eq 0 ]; then
     echo "== netns"
     "$WORK/scripts/run-netns.sh" 2>&1 | tee "$WORK/netns.out"
-    rc=${PIPESTATUS[0]}
-    line=$(grep -E '^netns: [0-9]+ passed, [0-9]+ failed' "$WORK/netns.out" | tail -1)
-    p=$(sed -E 's/^netns: ([0-9]+) passed.*/\1/' <<<"${line:-netns: 0 passed, 1 failed}")
-    f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"${line:-netns: 0 passed, 1 failed}")
-    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
-    add "$p" "$f"
+    tally netns "$WORK/netns.out" "${PIPESTATUS[0]}"
 fi
 
 # Short versions of the load and soak benchmarks (root: they start their own
@@ -101,10 +102,7 @@ if [ "${RR_ASAN:-1}" = 1 ] && [ "$(id -u)" -eq 0 ] && [[ " $SUITES " == *" tap "
             >"$WORK/asan-build.log" 2>&1 && make -C "$WORK" -s install >>"$WORK/asan-build.log" 2>&1; then
         chown -R postgres:postgres "$WORK"
         as_pg bash "$WORK/scripts/run-asan.sh" 2>&1 | tee "$WORK/asan.out"
-        line=$(grep -E '^asan: [0-9]+ passed, [0-9]+ failed' "$WORK/asan.out" | tail -1)
-        p=$(sed -E 's/^asan: ([0-9]+) passed.*/\1/' <<<"${line:-asan: 0 passed, 1 failed}")
-        f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"${line:-asan: 0 passed, 1 failed}")
-        add "$p" "$f"
+        tally asan "$WORK/asan.out" "${PIPESTATUS[0]}"
     else
         cat "$WORK/asan-build.log"
         add 0 1
@@ -137,12 +135,7 @@ fi
 if [ "${RR_PACKAGE:-1}" = 1 ] && [ "$(id -u)" -eq 0 ] && [ -z "${RR_PGROOT:-}" ]; then
     echo "== package"
     RR_PACKAGE_OUT="$WORK/package" "$SRC/scripts/run-package.sh" 2>&1 | tee "$WORK/package.out"
-    rc=${PIPESTATUS[0]}
-    line=$(grep -E '^package: [0-9]+ passed, [0-9]+ failed' "$WORK/package.out" | tail -1)
-    p=$(sed -E 's/^package: ([0-9]+) passed.*/\1/' <<<"${line:-package: 0 passed, 1 failed}")
-    f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"${line:-package: 0 passed, 1 failed}")
-    [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
-    add "$p" "$f"
+    tally package "$WORK/package.out" "${PIPESTATUS[0]}"
 fi
 
 echo "total: $passed passed, $failed failed"

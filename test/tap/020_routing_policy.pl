@@ -105,15 +105,22 @@ like(
 $rr->q(q{
 SELECT replica_router.alter_replica('s1', weight => 100);
 SELECT replica_router.alter_replica('s2', weight => 300)});
-$rr->set_conf('replica_router.balance' => 'weighted');
+# "s1=N s2=M": where $n calls of recommend($op) went. One call per row:
+# recommend() in the select list is evaluated for each row (a LATERAL call
+# that does not depend on the row runs only once).
+sub split_of_calls
 {
-	# One call per row: recommend() in the select list is evaluated for each
-	# row (a LATERAL call that does not depend on the row runs only once).
-	my $split = $rr->q(q{
+	my ($op, $n) = @_;
+	return $rr->q(qq{
 SELECT string_agg(node || '=' || n, ' ' ORDER BY node)
   FROM (SELECT node, count(*) AS n
-          FROM (SELECT (replica_router.recommend('read')).node FROM generate_series(1, 10000)) c
+          FROM (SELECT (replica_router.recommend('$op')).node FROM generate_series(1, $n)) c
          GROUP BY node) s});
+}
+
+$rr->set_conf('replica_router.balance' => 'weighted');
+{
+	my $split = split_of_calls('read', 10000);
 	my %n = $split =~ /(\w+)=(\d+)/g;
 	my $total = ($n{s1} // 0) + ($n{s2} // 0);
 	is($total, 10000, "weighted: all 10000 reads went to replicas ($split)");
@@ -131,11 +138,7 @@ SELECT string_agg(node || '=' || n, ' ' ORDER BY node)
 $rr->set_conf('replica_router.balance' => 'round_robin');
 $rr->q("SELECT replica_router.set_route('weighted_read', 'replica', balance => 'weighted')");
 {
-	my $split = $rr->q(q{
-SELECT string_agg(node || '=' || n, ' ' ORDER BY node)
-  FROM (SELECT node, count(*) AS n
-          FROM (SELECT (replica_router.recommend('weighted_read')).node FROM generate_series(1, 4000)) c
-         GROUP BY node) s});
+	my $split = split_of_calls('weighted_read', 4000);
 	my %n = $split =~ /(\w+)=(\d+)/g;
 	ok(abs(($n{s1} // 0) / 40 - 25) <= 3, "route balance => weighted: 1:3 split ($split)");
 	$split = $rr->q(q{
