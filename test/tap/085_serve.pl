@@ -189,6 +189,7 @@ for my $path ('/node/s2/replica?max_lag=5s', '/recommend?max_lag=5s')
 SKIP:
 {
 	skip 'ab (apache2-utils) not installed', 2 unless -x '/usr/bin/ab';
+	$serve->close_http;    # our idle keep-alive connection would hold one of serve's threads
 	for my $path ('/node/s2/replica?max_lag=5s', '/recommend?max_lag=5s')
 	{
 		my ($rc, $out, $err) = RRTest::run_tool('ab', '-q', '-k', '-c', '8', '-n', '20000', $serve->url($path));

@@ -585,6 +585,9 @@ sub request
 
 sub get { my ($self, $path) = @_; return $self->request('GET', $path); }
 
+# Drops the kept-alive connection (serve gives each connection a thread while it lives).
+sub close_http { $_[0]->{http} = HTTP::Tiny->new(keep_alive => 1, timeout => 10); }
+
 sub json
 {
 	my ($self, $path) = @_;

@@ -44,7 +44,8 @@ Options:
                           the worker's NOTIFY on every state change re-reads at once
   --stale-after DURATION  answer 503 once the data is older than this (default: the
                           source's replica_router.stale_after)
-  --threads N             HTTP worker threads (default: 8)
+  --threads N             HTTP worker threads, the connections served at once; an idle
+                          keep-alive connection holds one for up to 2s (default: 16)
   -V, --version           print the version and exit
   -?, --help              show this help and exit
 
@@ -516,7 +517,9 @@ int serve_main(int argc, char **argv)
     http.set_payload_max_length(4096);
     http.set_read_timeout(5, 0);
     http.set_write_timeout(5, 0);
-    http.set_keep_alive_timeout(5);
+    // cpp-httplib gives each connection a pool thread for as long as it
+    // lives: idle keep-alive clients hold threads, so they are let go soon.
+    http.set_keep_alive_timeout(2);
     http.set_keep_alive_max_count(1000);
     http.set_tcp_nodelay(true);  // small answers: no 40 ms delayed-ACK stall per request
 

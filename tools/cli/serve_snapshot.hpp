@@ -26,7 +26,7 @@ struct ServeOptions {
     int port = 9188;
     double interval_s = 0.5;     // refresh at least this often
     std::optional<double> stale_after_s;  // default: the source's replica_router.stale_after
-    int threads = 8;
+    int threads = 16;         // concurrent connections served (one pool thread each)
 };
 
 // One reading of the views, as JSON (the server builds it; see kSnapshotQuery).
