@@ -313,7 +313,7 @@ is($rr->q("SELECT node || '|' || reason FROM replica_router.recommend('read', zo
 # (f) candidates while s1 is down
 is( $rr->q("SELECT string_agg(coalesce(rank::text, '-') || ':' || node || ':' || qualified || ':' || state, ' ' ORDER BY rank NULLS LAST)"
 		  . " FROM replica_router.candidates('read')"),
-	'1:s2:true:healthy 2:primary:true:healthy -:s1:false:down',
+	'1:s2:true:healthy 2:primary:true:primary -:s1:false:down',
 	'candidates(read): s2 ranked, the primary as fallback, s1 left out');
 is($rr->q("SELECT reason FROM replica_router.candidates('read') WHERE node = 's1'"),
 	'down', 'candidates(read): the reason s1 was left out');
