@@ -57,19 +57,38 @@ $(OBJS): $(wildcard src/core/*.hpp src/pg/*.hpp)
 # so one that includes a PostgreSQL header does not build.
 $(CORE_SRCS:.cpp=.o): CPPFLAGS = -Isrc/core -I$(shell $(PG_CONFIG) --includedir) -D_GNU_SOURCE
 
-# Client programs (plain libpq, no server headers): the Nagios-style check
-# command and the pgbouncer follower.
-TOOLS = tools/replica_router_check tools/replica_router_follower
+# The client program replica_router (tools/cli: subcommands check, follow,
+# serve; plain libpq, no server headers), also installed under its old names
+# replica_router_check and replica_router_follower (symlinks: invoked so, it
+# is that subcommand). Its --version is the extension's default_version.
+# LINK_DIR=/usr/local/bin also links the three names there (PATH).
+RR_VERSION := $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" $(CURDIR)/replica_router.control)
+CLI_SRCS = $(wildcard tools/cli/*.cpp)
+CLI_OBJS = $(patsubst tools/cli/%.cpp,tools/cli/obj/%.o,$(CLI_SRCS))
+# -Wno-maybe-uninitialized: GCC 12 reports false positives inside <regex>
+# (which cpp-httplib uses) when built with -fsanitize=address (the suite's ASan stage).
+CLI_CXXFLAGS = -std=c++20 -O2 -g -Wall -Wextra -Wno-maybe-uninitialized $(if $(WERROR),-Werror) -DRR_VERSION='"$(RR_VERSION)"' \
+	-I$(shell $(PG_CONFIG) --includedir) $(shell pkg-config --cflags cpp-httplib) $(EXTRA_CXXFLAGS)
+CLI_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq $(shell pkg-config --libs cpp-httplib) -pthread $(EXTRA_LDFLAGS)
+TOOL_NAMES = replica_router_check replica_router_follower
+TOOLS = tools/replica_router $(addprefix tools/,$(TOOL_NAMES))
 all: $(TOOLS)
-tools/%: tools/%.cpp
-	$(CXX) -std=c++20 -O2 -g -Wall -Wextra $(if $(WERROR),-Werror) $(EXTRA_CXXFLAGS) \
-		-I$(shell $(PG_CONFIG) --includedir) $< -L$(shell $(PG_CONFIG) --libdir) -lpq $(EXTRA_LDFLAGS) -o $@
+tools/cli/obj/%.o: tools/cli/%.cpp $(wildcard tools/cli/*.hpp) replica_router.control
+	@mkdir -p tools/cli/obj
+	$(CXX) $(CLI_CXXFLAGS) -c $< -o $@
+tools/replica_router: $(CLI_OBJS)
+	$(CXX) $(CLI_CXXFLAGS) $^ $(CLI_LIBS) -o $@
+$(addprefix tools/,$(TOOL_NAMES)): tools/replica_router
+	ln -sf replica_router $@
 install: install-tools
 install-tools: $(TOOLS)
-	$(INSTALL_PROGRAM) $(TOOLS) '$(DESTDIR)$(bindir)/'
+	$(MKDIR_P) '$(DESTDIR)$(bindir)'
+	$(INSTALL_PROGRAM) tools/replica_router '$(DESTDIR)$(bindir)/'
+	for n in $(TOOL_NAMES); do ln -sf replica_router '$(DESTDIR)$(bindir)'/$$n; done
+	$(if $(LINK_DIR),for n in replica_router $(TOOL_NAMES); do ln -sf '$(bindir)'/$$n '$(DESTDIR)$(LINK_DIR)'/$$n; done)
 clean: clean-tools
 clean-tools:
-	rm -f $(TOOLS)
+	rm -rf $(TOOLS) tools/cli/obj
 
 .PHONY: test install-tools clean-tools
 test:

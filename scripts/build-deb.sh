@@ -26,7 +26,8 @@ mkdir -p "$TREE"
 # products.
 tar -C "$SRC" --exclude=.git --exclude='*.o' --exclude='*.so' --exclude='*.bc' --exclude='tmp_check*' \
     --exclude=results --exclude=output_iso --exclude=build --exclude=dist --exclude=log \
-    --exclude=tools/replica_router_check --exclude=tools/replica_router_follower -cf - . | tar -C "$TREE" -xf -
+    --exclude=tools/replica_router_check --exclude=tools/replica_router_follower --exclude=tools/replica_router \
+    --exclude=tools/cli/obj -cf - . | tar -C "$TREE" -xf -
 
 # Build dependencies (debian/control's Build-Depends) and lintian.
 if ! (cd "$TREE" && dpkg-checkbuilddeps >/dev/null 2>&1) || ! command -v lintian >/dev/null; then

@@ -293,9 +293,9 @@ for ((try = 1; ; try++)); do  # retried like cl_start when its port was taken me
 done
 dm_spawn follower "${FOLLOW[@]}" --pgbouncer "host=127.0.0.1 port=$BOUNCER_PORT dbname=pgbouncer user=postgres" \
     || die "the follower did not start"
-follower_ready() { grep -q 'pgbouncer at .* reloaded' "$DEMO_DIR/follower.log" 2>/dev/null; }
-dm_wait "waiting for the follower to listen and reload pgbouncer" 15 follower_ready \
-    || die "the follower did not reload pgbouncer: $(tail -n 5 "$DEMO_DIR/follower.log")"
+follower_ready() { grep -qE 'pgbouncer at .* (reloaded|already has)' "$DEMO_DIR/follower.log" 2>/dev/null; }
+dm_wait "waiting for the follower to listen and check pgbouncer" 15 follower_ready \
+    || die "the follower did not check or reload pgbouncer: $(tail -n 5 "$DEMO_DIR/follower.log")"
 note "  pgbouncer (pid $(dm_pid pgbouncer)) loads $DM_INCLUDE; the follower (pid $(dm_pid follower)) LISTENs on the primary and rewrites it on every state change:"
 dm_release
 sed 's/^/    /' "$DM_INCLUDE"

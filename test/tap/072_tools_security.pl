@@ -113,9 +113,9 @@ INSERT INTO replica_router.pool_state VALUES
      'refused | pool_perf=1' || chr(10) || 'forged' || chr(1), 'warning');
 CREATE TABLE replica_router.health (severity text, healthy_replicas integer, registered_replicas integer,
     most_lagging text, worker_alive boolean, worker_pid integer, max_replay_lag interval,
-    last_round_age interval, last_round_duration interval);
+    last_round_age interval, last_round_duration interval, registry_problem text);
 INSERT INTO replica_router.health VALUES
-    ('critical', 1, 2, 'r2|evil=1', true, 1, '0.5 s', '1 s', '0.1 s');
+    ('critical', 1, 2, 'r2|evil=1', true, 1, '0.5 s', '1 s', '0.1 s', NULL);
 });
 my $hostile = $primary->connstr('hostile');
 

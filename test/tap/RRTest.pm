@@ -536,4 +536,80 @@ sub stop
 	$self->{run}->finish;
 }
 
+# "replica_router serve" for a test: on 127.0.0.1 and a free port, reading
+# the views through $conninfo; started at once, killed at exit.
+#
+#   my $serve = RRTest::Serve->new($conninfo, '--interval', '200ms');
+#   $serve->wait_up(10);                     # /health answers 200 (time taken or undef)
+#   my ($status, $body, $headers) = $serve->get('/health');   # also ->request('HEAD', ...)
+#   $serve->json('/stats')                   # the decoded body (dies unless JSON)
+package RRTest::Serve;
+
+use strict;
+use warnings;
+use HTTP::Tiny;
+use IPC::Run;
+use JSON::PP;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+
+sub new
+{
+	my ($class, $conninfo, @args) = @_;
+	my $self = bless {
+		port => PostgreSQL::Test::Cluster::get_free_port(),
+		log => PostgreSQL::Test::Utils::tempdir('serve') . '/serve.log',
+		http => HTTP::Tiny->new(keep_alive => 1, timeout => 10),
+	}, $class;
+	open my $fh, '>', $self->{log} or die $!;
+	$self->{run} = RRTest::track(IPC::Run::start(
+		[ RRTest::tool('replica_router'), 'serve', '--source', $conninfo, '--port', $self->{port}, @args ],
+		'<', \undef, '>', $fh, '2>', $fh));
+	close $fh;
+	return $self;
+}
+
+sub port { return $_[0]->{port}; }
+sub url { return "http://127.0.0.1:$_[0]->{port}$_[1]"; }
+sub log { return PostgreSQL::Test::Utils::slurp_file($_[0]->{log}); }
+
+# Returns (status, body, headers).
+sub request
+{
+	my ($self, $method, $path) = @_;
+	my $r = $self->{http}->request($method, $self->url($path));
+	my $body = $r->{content} // '';
+	chomp $body;
+	return ($r->{status}, $body, $r->{headers} // {});
+}
+
+sub get { my ($self, $path) = @_; return $self->request('GET', $path); }
+
+# Drops the kept-alive connection (serve gives each connection a thread while it lives).
+sub close_http { $_[0]->{http} = HTTP::Tiny->new(keep_alive => 1, timeout => 10); }
+
+sub json
+{
+	my ($self, $path) = @_;
+	my ($status, $body) = $self->get($path);
+	my $j = eval { JSON::PP->new->decode($body) };
+	die "GET $path: $status, not JSON: $body" unless $j;
+	return wantarray ? ($status, $j) : $j;
+}
+
+sub wait_up
+{
+	my ($self, $seconds) = @_;
+	return RRTest::wait_until($seconds, sub { ($self->get('/health'))[0] == 200 }, 0.05);
+}
+
+sub stop
+{
+	my ($self) = @_;
+	return unless $self->{run} && $self->{run}->pumpable;
+	$self->{run}->signal('TERM');
+	$self->{run}->finish;
+}
+
 1;
+

@@ -1,4 +1,4 @@
-// replica_router_check: a check command for cron and Nagios-style monitoring
+// replica_router check: a check command for cron and Nagios-style monitoring
 // (Nagios, Icinga, Sensu, Zabbix external checks). Reads replica_router's
 // monitoring views on the primary, prints one status line with performance
 // data and exits 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
@@ -6,30 +6,36 @@
 // Severities come from the views, that is from the replica_router.* threshold
 // settings. --warning / --critical override the one threshold each command is
 // about (lag, retained WAL, connection use); the command then judges that
-// figure itself and keeps the view's other findings. Plain libpq, no server
-// headers; every value goes to the server as a query parameter.
-#include <libpq-fe.h>
+// figure itself and keeps the view's other findings. A threshold is either a
+// plain value (alert at or above it, as the views judge) or a Nagios range
+// ("5:10", "~:10", "@5:10", "10:"), judged as Nagios plugins do. Every value
+// goes to the server as a query parameter.
+#include "subcommands.hpp"
+
+#include "duration.hpp"
+#include "pgconn.hpp"
+#include "text.hpp"
+
+#include <getopt.h>
 
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
 
+namespace rr {
 namespace {
 
-constexpr const char *kProgram = "replica_router_check";
-constexpr const char *kVersion = "1.0";
-
-constexpr const char *kUsage = R"(replica_router_check: Nagios-style check of replica_router's monitoring views
+constexpr const char *kUsageTemplate = R"(%1$s: Nagios-style check of replica_router's monitoring views
 
 Usage:
-  replica_router_check [connection options] COMMAND [--warning X] [--critical Y]
+  %1$s [connection options] COMMAND [--warning X] [--critical Y]
 
 Commands:
   lag      worst replay lag of the registered replicas (replica_router.lag);
@@ -40,7 +46,7 @@ Commands:
            replica_router.slot_retained_warning / slot_retained_critical;
            inactivity, wal_status and xmin age are judged by the view
   pools    connection use per node, primary included (replica_router.pool_state);
-           thresholds in percent of usable connections: 80, 90%; defaults:
+           thresholds in percent of usable connections: 80, 90%%; defaults:
            replica_router.pool_warning / pool_critical; waiting pgbouncer
            clients and an unreachable pgbouncer warn
   health   the one-row summary (replica_router.health): worst severity of lag,
@@ -49,28 +55,41 @@ Commands:
 Options:
   -w, --warning X          warning threshold (see the commands)
   -c, --critical Y         critical threshold
+      --node NAME          only this node (lag, pools) or the slots of this
+                           replica or of this name (slots)
+      --min-healthy N      lag, health: a replica that is down, stale or
+                           otherwise out of rotation only warns while at least N
+                           replicas are healthy; fewer than N is CRITICAL
   -t, --timeout DURATION   limit for connecting and for each query (default: 10s)
   -d, --dbname CONNINFO    database name or libpq connection string / URI
+                           (default: postgres, where the extension usually is)
   -h, --host HOST          server host or socket directory
   -p, --port PORT          server port
   -U, --username USER      user name
   -V, --version            print the version and exit
   -?, --help               print this help and exit
 
+Thresholds: a plain value alerts at or above it, as the views judge. A Nagios
+range alerts outside it: "10" is 0..10, "5:" is 5 or more, "~:10" is up to 10,
+"5:10" is 5..10; a leading "@" alerts inside the range instead, e.g. -w @0:2
+on pools. Range ends take the command's units (-w 1s:5s for lag).
+
 Connection options and the PG* environment variables (PGHOST, PGPORT, PGUSER,
-PGDATABASE, PGPASSWORD, PGPASSFILE, PGSERVICE, PGSSLMODE, ...) work as in psql;
-a connection string given with -d wins over -h, -p and -U. The check never asks
-for a password: use ~/.pgpass, PGPASSFILE or a service file.
+PGDATABASE, PGPASSWORD, PGPASSFILE, PGSERVICE, PGSSLMODE, ...) work as in psql,
+except that the database defaults to "postgres" rather than the user name;
+a connection string given with -d wins over -h, -p and -U. The check never
+asks for a password: use ~/.pgpass, PGPASSFILE or a service file.
 
 Output: one line, "REPLICA_ROUTER <COMMAND> <STATUS> - <text> | <perfdata>".
 Exit status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (cannot connect, extension
 missing, bad arguments, query failed).
 
 Examples:
-  replica_router_check -h primary.example -U monitor lag --warning 5s --critical 30s
-  replica_router_check -d 'service=primary' slots --warning 1GB --critical 10GB
-  replica_router_check pools --warning 80 --critical 90
-  replica_router_check health
+  %1$s -h primary.example -U monitor lag --warning 5s --critical 30s
+  %1$s -d 'service=primary' slots --warning 1GB --critical 10GB
+  %1$s pools --warning 80 --critical 90
+  %1$s lag --min-healthy 2 --node r1
+  %1$s health
 )";
 
 enum Status { OK = 0, WARNING = 1, CRITICAL = 2, UNKNOWN = 3 };
@@ -83,25 +102,6 @@ std::vector<std::string> g_secrets;       // passwords never to print
 // ---------------------------------------------------------------------------
 // Output
 // ---------------------------------------------------------------------------
-
-// One line: newlines, other control characters and runs of blanks (from
-// libpq messages, or any text the server returns) become one space.
-std::string one_line(const std::string &s)
-{
-    std::string out;
-    bool blank = false;
-    for (unsigned char ch : s) {
-        if (std::isspace(ch) || std::iscntrl(ch)) {
-            blank = !out.empty();
-            continue;
-        }
-        if (blank)
-            out += ' ';
-        blank = false;
-        out += static_cast<char>(ch);
-    }
-    return out;
-}
 
 std::string redact(std::string s)
 {
@@ -139,7 +139,7 @@ std::string status_text(const std::string &s)
 
 [[noreturn]] void unknown(const std::string &why) { finish(UNKNOWN, why); }
 
-[[noreturn]] void bad_usage(const std::string &why) { unknown(why + " (see " + kProgram + " --help)"); }
+[[noreturn]] void bad_usage(const std::string &why) { unknown(why + " (see " + g_program + " --help)"); }
 
 // A number without trailing zeros: 7.2, 0, 0.125.
 std::string num(double v, int decimals = 3)
@@ -173,213 +173,234 @@ std::string perf_label(std::string label)
     return q + "'";
 }
 
-std::string join(const std::vector<std::string> &parts, const char *sep)
-{
-    std::string out;
-    for (const std::string &p : parts)
-        out += (out.empty() ? "" : sep) + p;
-    return out;
-}
-
 // ---------------------------------------------------------------------------
 // Arguments
 // ---------------------------------------------------------------------------
 
 struct Options {
     std::string command;
-    std::optional<std::string> dbname, host, port, user, warning, critical;
+    std::optional<std::string> dbname, host, port, user, warning, critical, node;
+    std::optional<int> min_healthy;
     double timeout_s = 10;
     bool timeout_given = false;
 };
 
-std::optional<double> parse_number(const std::string &s, std::string *unit)
-{
-    const char *p = s.c_str();
-    while (std::isspace(static_cast<unsigned char>(*p)))
-        ++p;
-    if (!std::isdigit(static_cast<unsigned char>(*p)) && *p != '.')
-        return std::nullopt;  // no sign, no "inf", no "nan"
-    char *end = nullptr;
-    errno = 0;
-    double v = std::strtod(p, &end);
-    if (end == p || errno != 0 || !std::isfinite(v))
-        return std::nullopt;
-    *unit = end;
-    unit->erase(0, unit->find_first_not_of(' '));
-    unit->erase(unit->find_last_not_of(' ') + 1);
-    std::transform(unit->begin(), unit->end(), unit->begin(), [](unsigned char ch) { return std::tolower(ch); });
-    return v;
-}
-
-// Seconds from 500ms, 5s, 1.5min, 2h, 1d; a bare number is seconds.
-std::optional<double> parse_duration(const std::string &s)
-{
-    static const struct {
-        const char *unit;
-        double seconds;
-    } units[] = {{"", 1},     {"s", 1},     {"sec", 1},     {"us", 1e-6}, {"ms", 1e-3},
-                 {"min", 60}, {"h", 3600},  {"hour", 3600}, {"d", 86400}, {"day", 86400}};
-    std::string unit;
-    std::optional<double> v = parse_number(s, &unit);
-    if (v)
-        for (const auto &u : units)
-            if (unit == u.unit)
-                return *v * u.seconds;
-    return std::nullopt;
-}
-
-// Bytes from 512kB, 1GB, 1.5 TB (powers of 1024, as pg_size_bytes); a bare number is bytes.
-std::optional<double> parse_size(const std::string &s)
-{
-    static const struct {
-        const char *unit;
-        double bytes;
-    } units[] = {{"", 1},        {"b", 1},          {"bytes", 1},           {"k", 1024.0},
-                 {"kb", 1024.0}, {"m", 1048576.0},  {"mb", 1048576.0},      {"g", 1073741824.0},
-                 {"gb", 1073741824.0}, {"t", 1099511627776.0}, {"tb", 1099511627776.0}};
-    std::string unit;
-    std::optional<double> v = parse_number(s, &unit);
-    if (v)
-        for (const auto &u : units)
-            if (unit == u.unit && *v * u.bytes < 9.0e18)
-                return std::floor(*v * u.bytes);
-    return std::nullopt;
-}
-
 // Percent from 80, 85.5, 90%.
 std::optional<double> parse_percent(const std::string &s)
 {
-    std::string unit;
-    std::optional<double> v = parse_number(s, &unit);
-    if (v && (unit.empty() || unit == "%") && *v <= 100)
-        return v;
+    std::string t = s;
+    while (!t.empty() && t.back() == ' ')
+        t.pop_back();
+    bool pct = !t.empty() && t.back() == '%';
+    if (pct)
+        t.pop_back();
+    std::optional<double> v = parse_size(t);  // a plain non-negative number
+    if (v && t.find_first_not_of("0123456789. ") == std::string::npos && *v <= 100) {
+        return std::strtod(t.c_str(), nullptr);
+    }
     return std::nullopt;
+}
+
+// A Nagios threshold range: alert when the value is outside [lo, hi], or
+// inside with "@".
+struct Range {
+    double lo = 0, hi = std::numeric_limits<double>::infinity();
+    bool inside = false;
+    bool alerts(double v) const { return inside ? (v >= lo && v <= hi) : (v < lo || v > hi); }
+};
+
+bool is_range(const std::string &s)
+{
+    return s.find(':') != std::string::npos || (!s.empty() && (s[0] == '@' || s[0] == '~'));
+}
+
+// The command's figure from a threshold text (or a range end).
+std::optional<double> parse_value(const std::string &command, const std::string &s)
+{
+    if (command == "lag")
+        return parse_duration(s, "s");
+    if (command == "slots")
+        return parse_size(s);
+    return parse_percent(s);
+}
+
+std::optional<Range> parse_range(const std::string &command, std::string s)
+{
+    Range r;
+    if (!s.empty() && s[0] == '@') {
+        r.inside = true;
+        s.erase(0, 1);
+    }
+    std::size_t colon = s.find(':');
+    std::string lo = colon == std::string::npos ? "" : s.substr(0, colon);
+    std::string hi = colon == std::string::npos ? s : s.substr(colon + 1);
+    if (lo == "~")
+        r.lo = -std::numeric_limits<double>::infinity();
+    else if (!lo.empty()) {
+        std::optional<double> v = parse_value(command, lo);
+        if (!v)
+            return std::nullopt;
+        r.lo = *v;
+    }
+    if (!hi.empty()) {
+        std::optional<double> v = parse_value(command, hi);
+        if (!v)
+            return std::nullopt;
+        r.hi = *v;
+    } else if (colon == std::string::npos) {
+        return std::nullopt;  // "@" or "~" alone
+    }
+    if (r.lo > r.hi)
+        return std::nullopt;
+    return r;
 }
 
 Options parse_options(int argc, char **argv)
 {
     Options o;
-    struct Opt {
-        char short_name;
-        const char *long_name;
-        std::optional<std::string> Options::*field;
-    };
-    static const Opt opts[] = {
-        {'w', "warning", &Options::warning}, {'c', "critical", &Options::critical},
-        {'d', "dbname", &Options::dbname},   {'h', "host", &Options::host},
-        {'p', "port", &Options::port},       {'U', "username", &Options::user},
-    };
-    std::optional<std::string> timeout;
-    for (int i = 1; i < argc; ++i) {
-        std::string arg = argv[i];
-        if (arg == "--help" || arg == "-?") {
-            std::fputs(kUsage, stdout);
+    enum { OPT_NODE = 1000, OPT_MIN_HEALTHY };
+    static const option longopts[] = {
+        {"warning", required_argument, nullptr, 'w'}, {"critical", required_argument, nullptr, 'c'},
+        {"dbname", required_argument, nullptr, 'd'},  {"host", required_argument, nullptr, 'h'},
+        {"port", required_argument, nullptr, 'p'},    {"username", required_argument, nullptr, 'U'},
+        {"timeout", required_argument, nullptr, 't'}, {"node", required_argument, nullptr, OPT_NODE},
+        {"min-healthy", required_argument, nullptr, OPT_MIN_HEALTHY},
+        {"version", no_argument, nullptr, 'V'},       {"help", no_argument, nullptr, '?'},
+        {nullptr, 0, nullptr, 0}};
+    std::optional<std::string> timeout, min_healthy;
+    opterr = 0;
+    optind = 1;
+    for (;;) {
+        int idx = -1;
+        int ch = getopt_long(argc, argv, ":w:c:d:h:p:U:t:V?", longopts, &idx);
+        if (ch == -1)
+            break;
+        std::string arg = argv[optind - 1] != nullptr ? argv[optind - 1] : "";
+        switch (ch) {
+        case 'w': o.warning = optarg; break;
+        case 'c': o.critical = optarg; break;
+        case 'd': o.dbname = optarg; break;
+        case 'h': o.host = optarg; break;
+        case 'p': o.port = optarg; break;
+        case 'U': o.user = optarg; break;
+        case 't': timeout = optarg; break;
+        case OPT_NODE: o.node = optarg; break;
+        case OPT_MIN_HEALTHY: min_healthy = optarg; break;
+        case 'V':
+            print_version();
             std::exit(0);
-        }
-        if (arg == "--version" || arg == "-V") {
-            std::printf("%s %s\n", kProgram, kVersion);
-            std::exit(0);
-        }
-        if (arg.size() < 2 || arg[0] != '-') {
-            if (!o.command.empty())
-                bad_usage("unexpected argument \"" + arg + "\" after the command " + o.command);
-            o.command = arg;
-            if (arg == "lag" || arg == "slots" || arg == "pools" || arg == "health") {
-                g_label = "REPLICA_ROUTER ";
-                for (char ch : arg)
-                    g_label += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+        case ':':
+            bad_usage("option \"" + arg.substr(0, arg.find('=')) + "\" needs a value");
+        case '?':
+            if (optopt == '?' || arg == "--help" || arg == "-?") {
+                std::printf(kUsageTemplate, g_program.c_str());
+                std::exit(0);
             }
-            continue;
+            bad_usage("unknown option \"" + (optopt != 0 ? std::string("-") + static_cast<char>(optopt) : arg.substr(0, arg.find('='))) + "\"");
+        default:
+            bad_usage("unknown option \"" + arg + "\"");
         }
-        // --name VALUE, --name=VALUE, -x VALUE or -xVALUE
-        std::optional<std::string> value;
-        std::string name;
-        if (arg.rfind("--", 0) == 0) {
-            std::size_t eq = arg.find('=');
-            name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
-            if (eq != std::string::npos)
-                value = arg.substr(eq + 1);
-        } else {
-            name = arg.substr(1, 1);
-            if (arg.size() > 2)
-                value = arg.substr(2);
+    }
+    for (int i = optind; i < argc; ++i) {
+        std::string arg = argv[i];
+        if (!o.command.empty())
+            bad_usage("unexpected argument \"" + arg + "\" after the command " + o.command);
+        o.command = arg;
+        if (arg == "lag" || arg == "slots" || arg == "pools" || arg == "health") {
+            g_label = "REPLICA_ROUTER ";
+            for (char ch : arg)
+                g_label += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
         }
-        const Opt *found = nullptr;
-        for (const Opt &opt : opts)
-            if (name == opt.long_name || (name.size() == 1 && name[0] == opt.short_name))
-                found = &opt;
-        bool is_timeout = name == "timeout" || name == "t";
-        if (found == nullptr && !is_timeout)
-            bad_usage("unknown option \"" + arg.substr(0, arg.find('=')) + "\"");
-        if (!value) {
-            if (i + 1 >= argc)
-                bad_usage("option \"" + arg + "\" needs a value");
-            value = argv[++i];
-        }
-        if (is_timeout)
-            timeout = value;
-        else
-            o.*(found->field) = value;
     }
     if (o.command.empty())
         bad_usage("no command given: lag, slots, pools or health");
     if (o.command != "lag" && o.command != "slots" && o.command != "pools" && o.command != "health")
         bad_usage("unknown command \"" + o.command + "\": use lag, slots, pools or health");
     if (timeout) {
-        std::optional<double> t = parse_duration(*timeout);
+        std::optional<double> t = parse_duration(*timeout, "s");
         if (!t || *t < 1 || *t > 86400)
             bad_usage("invalid --timeout \"" + *timeout + "\": a duration from 1s to 1d, e.g. 10s");
         o.timeout_s = *t;
         o.timeout_given = true;
     }
+    if (min_healthy) {
+        char *end = nullptr;
+        long n = std::strtol(min_healthy->c_str(), &end, 10);
+        if (min_healthy->empty() || *end != '\0' || n < 0 || n > 10000)
+            bad_usage("invalid --min-healthy \"" + *min_healthy + "\": a number of replicas, 0 to 10000");
+        if (o.command != "lag" && o.command != "health")
+            bad_usage("--min-healthy applies to lag and health");
+        o.min_healthy = static_cast<int>(n);
+    }
+    if (o.node && o.command == "health")
+        bad_usage("health takes no --node: use lag --node or pools --node");
     if (o.command == "health" && (o.warning || o.critical))
         bad_usage("health takes no thresholds: it reports the views' severities");
     return o;
 }
 
-// Parses --warning / --critical for the command; empty when not given.
+// --warning / --critical for the command: a plain threshold (judged by the
+// query, at or above), or a Nagios range (judged here; the query then gets
+// a threshold it never reaches, so only the view's other findings count).
 struct Thresholds {
     std::optional<double> warning, critical;
+    std::optional<Range> warn_range, crit_range;
+    bool ranges() const { return warn_range || crit_range; }
 };
 
 Thresholds parse_thresholds(const Options &o)
 {
     Thresholds t;
-    auto parse = [&](const std::optional<std::string> &arg, const char *which) -> std::optional<double> {
+    const char *expect = o.command == "lag"     ? "a duration such as 500ms, 5s or 1min, or a Nagios range"
+                         : o.command == "slots" ? "a size such as 512MB or 1GB, or a Nagios range"
+                                                : "a percentage from 0 to 100, or a Nagios range";
+    auto parse = [&](const std::optional<std::string> &arg, const char *which, std::optional<double> *value,
+                     std::optional<Range> *range) {
         if (!arg)
-            return std::nullopt;
-        std::optional<double> v;
-        const char *expect = "";
-        if (o.command == "lag")
-            v = parse_duration(*arg), expect = "a duration such as 500ms, 5s or 1min";
-        else if (o.command == "slots")
-            v = parse_size(*arg), expect = "a size such as 512MB or 1GB";
-        else
-            v = parse_percent(*arg), expect = "a percentage from 0 to 100";
-        if (!v)
+            return;
+        if (is_range(*arg)) {
+            *range = parse_range(o.command, *arg);
+            if (!*range)
+                bad_usage(std::string("invalid --") + which + " \"" + *arg + "\": " + expect);
+            return;
+        }
+        *value = parse_value(o.command, *arg);
+        if (!*value)
             bad_usage(std::string("invalid --") + which + " \"" + *arg + "\": " + expect);
-        return v;
     };
-    t.warning = parse(o.warning, "warning");
-    t.critical = parse(o.critical, "critical");
+    parse(o.warning, "warning", &t.warning, &t.warn_range);
+    parse(o.critical, "critical", &t.critical, &t.crit_range);
+    if ((t.warning && t.crit_range) || (t.warn_range && t.critical))
+        bad_usage("give both thresholds as plain values or both as Nagios ranges");
     if (t.warning && t.critical && *t.warning > *t.critical)
         bad_usage("--warning " + *o.warning + " exceeds --critical " + *o.critical);
+    if (t.ranges()) {
+        // The query judges against thresholds it never reaches; ranges are judged here.
+        double never = o.command == "slots" ? 9.0e18 : 1.0e300;
+        t.warning = never;
+        t.critical = never;
+    }
     return t;
+}
+
+// Status from the ranges (when given) for a figure.
+Status range_status(const Thresholds &t, double v)
+{
+    if (t.crit_range && t.crit_range->alerts(v))
+        return CRITICAL;
+    if (t.warn_range && t.warn_range->alerts(v))
+        return WARNING;
+    return OK;
 }
 
 // ---------------------------------------------------------------------------
 // Database
 // ---------------------------------------------------------------------------
 
-bool looks_like_conninfo(const std::string &s)
-{
-    return s.find('=') != std::string::npos || s.rfind("postgresql://", 0) == 0 || s.rfind("postgres://", 0) == 0;
-}
-
 // libpq's parse errors quote pieces of the string, which may hold a password.
-std::string conninfo_error(const std::string &conninfo, const char *libpq_message)
+std::string conninfo_error(const std::string &conninfo, const std::string &libpq_message)
 {
-    std::string msg = one_line(libpq_message != nullptr ? libpq_message : "invalid syntax");
+    std::string msg = libpq_message.empty() ? "invalid syntax" : libpq_message;
     std::string lower = conninfo;
     std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char ch) { return std::tolower(ch); });
     if (lower.find("pass") != std::string::npos || lower.find('@') != std::string::npos) {
@@ -404,43 +425,44 @@ void connect(const Options &o)
     if (const char *pw = std::getenv("PGPASSWORD"))
         g_secrets.push_back(pw);
     if (o.dbname && looks_like_conninfo(*o.dbname)) {
-        char *err = nullptr;
-        PQconninfoOption *parsed = PQconninfoParse(o.dbname->c_str(), &err);
-        if (parsed == nullptr) {
-            std::string why = conninfo_error(*o.dbname, err);
-            PQfreemem(err);
-            unknown(why);
-        }
-        for (PQconninfoOption *opt = parsed; opt->keyword != nullptr; ++opt)
-            if (std::strcmp(opt->keyword, "password") == 0 && opt->val != nullptr)
-                g_secrets.push_back(opt->val);
-        PQconninfoFree(parsed);
+        std::string err;
+        auto kv = conninfo_values(*o.dbname, &err);
+        if (!kv)
+            unknown(conninfo_error(*o.dbname, err));
+        for (const auto &[k, v] : *kv)
+            if (k == "password")
+                g_secrets.push_back(v);
     }
 
     // As psql: host, port and user first, so a connection string in dbname
     // overrides them; then our own settings.
-    std::vector<const char *> keys, values;
-    auto add = [&](const char *key, const char *value) {  // value outlives the connect
-        keys.push_back(key);
-        values.push_back(value);
-    };
+    ConnParams params;
     std::string timeout = std::to_string(static_cast<long>(std::ceil(o.timeout_s)));
     if (o.host)
-        add("host", o.host->c_str());
+        params.add("host", *o.host);
     if (o.port)
-        add("port", o.port->c_str());
+        params.add("port", *o.port);
     if (o.user)
-        add("user", o.user->c_str());
+        params.add("user", *o.user);
     if (!o.timeout_given && std::getenv("PGCONNECT_TIMEOUT") == nullptr)
-        add("connect_timeout", timeout.c_str());  // a default the connection string may override
+        params.add("connect_timeout", timeout);  // a default the connection string may override
     if (o.dbname)
-        add("dbname", o.dbname->c_str());
+        params.add("dbname", *o.dbname);
+    else if (std::getenv("PGDATABASE") == nullptr && std::getenv("PGSERVICE") == nullptr)
+        params.add("dbname", "postgres");  // libpq's default (the user name) is rarely where the extension is
     if (o.timeout_given)
-        add("connect_timeout", timeout.c_str());
-    add("fallback_application_name", kProgram);
+        params.add("connect_timeout", timeout);
+    params.add("fallback_application_name", "replica_router check");
+
+    std::string err;
+    g_conn = nullptr;
+    std::vector<const char *> keys, values;
+    for (const auto &[k, v] : params.kv) {
+        keys.push_back(k.c_str());
+        values.push_back(v.c_str());
+    }
     keys.push_back(nullptr);
     values.push_back(nullptr);
-
     g_conn = PQconnectdbParams(keys.data(), values.data(), 1);
     if (g_conn == nullptr)
         unknown("cannot connect: out of memory");
@@ -450,52 +472,10 @@ void connect(const Options &o)
         unknown("cannot connect: " + one_line(PQerrorMessage(g_conn)));
 }
 
-// A query's rows, read by column name.
-class Rows {
-public:
-    explicit Rows(PGresult *res) : res_(res) {}
-    ~Rows() { PQclear(res_); }
-    Rows(const Rows &) = delete;
-    Rows &operator=(const Rows &) = delete;
-
-    int size() const { return PQntuples(res_); }
-    const char *get(int row, const char *col) const
-    {
-        int c = PQfnumber(res_, col);
-        return c < 0 || PQgetisnull(res_, row, c) ? nullptr : PQgetvalue(res_, row, c);
-    }
-    std::string text(int row, const char *col) const
-    {
-        const char *v = get(row, col);
-        return v != nullptr ? v : "";
-    }
-    std::optional<double> number(int row, const char *col) const
-    {
-        const char *v = get(row, col);
-        if (v == nullptr)
-            return std::nullopt;
-        return std::strtod(v, nullptr);
-    }
-    std::optional<bool> flag(int row, const char *col) const
-    {
-        const char *v = get(row, col);
-        if (v == nullptr)
-            return std::nullopt;
-        return v[0] == 't';
-    }
-
-private:
-    PGresult *res_;
-};
-
 // Runs a query with text parameters (nullopt is SQL NULL); any error is UNKNOWN.
 PGresult *query(const char *sql, const std::vector<std::optional<std::string>> &params = {})
 {
-    std::vector<const char *> values;
-    for (const auto &p : params)
-        values.push_back(p ? p->c_str() : nullptr);
-    PGresult *res = PQexecParams(g_conn, sql, static_cast<int>(values.size()), nullptr, values.data(), nullptr,
-                                 nullptr, 0);
+    PGresult *res = exec_params(g_conn, sql, params);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         std::string why = res != nullptr ? PQresultErrorMessage(res) : PQerrorMessage(g_conn);
         PQclear(res);
@@ -504,6 +484,8 @@ PGresult *query(const char *sql, const std::vector<std::optional<std::string>> &
     return res;
 }
 
+using Rows = Result;
+
 void prepare_session(const Options &o)
 {
     std::string ms = std::to_string(static_cast<long long>(o.timeout_s * 1000));
@@ -511,7 +493,7 @@ void prepare_session(const Options &o)
                   " pg_catalog.set_config('statement_timeout', $1, false)",
                   {ms}));
     Rows ext(query("SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'replica_router'"));
-    if (ext.size() == 0)
+    if (ext.rows() == 0)
         unknown(std::string("the extension replica_router is not installed in database \"") + PQdb(g_conn) +
                 "\" on " + (PQhost(g_conn) != nullptr ? PQhost(g_conn) : "?") + ":" +
                 (PQport(g_conn) != nullptr ? PQport(g_conn) : "?"));
@@ -562,10 +544,6 @@ std::optional<std::string> param(const std::optional<double> &v)
 
 std::string seconds_text(double s) { return num(s, s < 10 ? 2 : 1) + "s"; }
 
-// With thresholds given, the states whose lag counts (replica_router.states():
-// healthy, lagging) are judged here as the view does (lag at or over
-// critical; lag at or over warning, or replay paused); other states keep the
-// view's severity.
 constexpr const char *kLagQuery = R"(
 WITH t AS (
     SELECT coalesce($1::float8, extract(epoch FROM replica_router._ms_setting('replica_router.lag_warning'))::float8) AS warn_s,
@@ -589,41 +567,63 @@ SELECT l.node, l.state, l.replay_lag_seconds, l.replay_paused, l.error, t.*, s.l
     std::vector<std::string> perf;
     std::optional<double> max_lag;
     std::string max_node;
-    for (int i = 0; i < r.size(); ++i) {
-        std::string node = r.text(i, "node"), state = r.text(i, "state");
+    int healthy = 0, shown = 0;
+    for (int i = 0; i < r.rows(); ++i)
+        if (r.str(i, "state") == "healthy")
+            ++healthy;
+    for (int i = 0; i < r.rows(); ++i) {
+        std::string node = r.str(i, "node"), state = r.str(i, "state");
+        if (o.node && node != *o.node)
+            continue;
+        ++shown;
         std::optional<double> lag = r.number(i, "replay_lag_seconds");
         double warn = r.number(i, "warn_s").value_or(0), crit = r.number(i, "crit_s").value_or(0);
-        Status st = severity(r.text(i, "severity"));
+        Status st = severity(r.str(i, "severity"));
         std::string text = node;
-        bool streaming = r.text(i, "lag_judged") == "t";  // healthy or lagging: the lag means something
+        bool streaming = r.str(i, "lag_judged") == "t";  // healthy or lagging: the lag means something
         if (!streaming)
             lag.reset();  // the view keeps the last figure of a replica it cannot reach
         if (streaming) {
             std::vector<std::string> parts;
-            if (lag && *lag >= crit)
-                parts.push_back("lag " + seconds_text(*lag) + " (critical " + r.text(i, "crit_text") + ")");
+            Status by_range = th.ranges() && lag ? range_status(th, *lag) : OK;
+            if (by_range != OK)
+                parts.push_back("lag " + seconds_text(*lag) + " (" + (by_range == CRITICAL ? "critical " + *o.critical : "warning " + *o.warning) + ")");
+            else if (lag && *lag >= crit)
+                parts.push_back("lag " + seconds_text(*lag) + " (critical " + r.str(i, "crit_text") + ")");
             else if (lag && *lag >= warn)
-                parts.push_back("lag " + seconds_text(*lag) + " (warning " + r.text(i, "warn_text") + ")");
+                parts.push_back("lag " + seconds_text(*lag) + " (warning " + r.str(i, "warn_text") + ")");
+            st = std::max(st, by_range);
             if (r.flag(i, "replay_paused").value_or(false)) {
                 parts.push_back("replay paused");
-                if (lag && *lag < warn)
+                if (lag && *lag < warn && by_range == OK)
                     parts.push_back("lag " + seconds_text(*lag));
             }
             text += " " + (parts.empty() ? state : join(parts, ", "));
         } else {
             text += " " + state;
-            if (std::string err = r.text(i, "error"); !err.empty())
+            if (std::string err = r.str(i, "error"); !err.empty())
                 text += " (" + (err.size() > 100 ? err.substr(0, 100) + "..." : err) + ")";
+            // Out of rotation, but enough others serve: a warning, not a page.
+            if (o.min_healthy && st == CRITICAL && healthy >= *o.min_healthy)
+                st = WARNING;
         }
         items.push_back({st, node, text});
         if (lag && (!max_lag || *lag > *max_lag))
             max_lag = lag, max_node = node;
-        perf.push_back(perf_label(node) + "=" + (lag ? num(*lag) + "s" : std::string("U")) + ";" + num(warn) + ";" +
-                       num(crit) + ";0");
+        std::string w = th.ranges() ? o.warning.value_or("") : num(warn), c = th.ranges() ? o.critical.value_or("") : num(crit);
+        perf.push_back(perf_label(node) + "=" + (lag ? num(*lag) + "s" : std::string("U")) + ";" + w + ";" + c + ";0");
     }
-    std::string ok = r.size() == 0 ? "no replicas registered"
-                                   : std::to_string(r.size()) + (r.size() == 1 ? " replica" : " replicas") +
-                                         ", max lag " + (max_lag ? seconds_text(*max_lag) + " (" + max_node + ")" : "unknown");
+    if (o.node && shown == 0)
+        unknown("no replica named \"" + *o.node + "\" is registered");
+    if (o.min_healthy) {
+        if (healthy < *o.min_healthy)
+            items.push_back({CRITICAL, "", std::to_string(healthy) + " healthy replicas, fewer than --min-healthy " +
+                                               std::to_string(*o.min_healthy)});
+        perf.push_back("healthy_replicas=" + std::to_string(healthy) + ";;" + std::to_string(*o.min_healthy) + ":;0");
+    }
+    std::string ok = shown == 0 ? "no replicas registered"
+                                : std::to_string(shown) + (shown == 1 ? " replica" : " replicas") +
+                                      ", max lag " + (max_lag ? seconds_text(*max_lag) + " (" + max_node + ")" : "unknown");
     report(items, ok, perf);
 }
 
@@ -655,17 +655,25 @@ SELECT s.slot_name, s.replica, s.active, s.wal_status, s.retained_bytes, s.retai
     std::vector<std::string> perf;
     std::optional<double> most;
     std::string most_slot, most_pretty;
-    for (int i = 0; i < r.size(); ++i) {
-        std::string slot = r.text(i, "slot_name"), replica = r.text(i, "replica");
+    int shown = 0;
+    for (int i = 0; i < r.rows(); ++i) {
+        std::string slot = r.str(i, "slot_name"), replica = r.str(i, "replica");
+        if (o.node && *o.node != slot && *o.node != replica)
+            continue;
+        ++shown;
         std::optional<double> retained = r.number(i, "retained_bytes");
         double warn = r.number(i, "warn_b").value_or(0), crit = r.number(i, "crit_b").value_or(0);
         std::vector<std::string> parts;
-        if (retained && *retained >= crit)
-            parts.push_back("retains " + r.text(i, "retained") + " (critical " + r.text(i, "crit_text") + ")");
+        Status by_range = th.ranges() && retained ? range_status(th, *retained) : OK;
+        if (by_range != OK)
+            parts.push_back("retains " + r.str(i, "retained") + " (" +
+                            (by_range == CRITICAL ? "critical " + *o.critical : "warning " + *o.warning) + ")");
+        else if (retained && *retained >= crit)
+            parts.push_back("retains " + r.str(i, "retained") + " (critical " + r.str(i, "crit_text") + ")");
         else if (retained && *retained >= warn)
-            parts.push_back("retains " + r.text(i, "retained") + " (warning " + r.text(i, "warn_text") + ")");
+            parts.push_back("retains " + r.str(i, "retained") + " (warning " + r.str(i, "warn_text") + ")");
         // The view's reasons, but for retained WAL, judged above.
-        std::string reasons = r.text(i, "reason");
+        std::string reasons = r.str(i, "reason");
         for (std::size_t at = 0; at < reasons.size();) {
             std::size_t end = reasons.find("; ", at);
             std::string piece = reasons.substr(at, end == std::string::npos ? std::string::npos : end - at);
@@ -679,14 +687,17 @@ SELECT s.slot_name, s.replica, s.active, s.wal_status, s.retained_bytes, s.retai
         std::string text = slot + (replica.empty() ? "" : " (replica " + replica + ")");
         if (!parts.empty())
             text += " " + join(parts, ", ");
-        items.push_back({severity(r.text(i, "severity")), slot, text});
+        items.push_back({std::max(severity(r.str(i, "severity")), by_range), slot, text});
         if (retained && (!most || *retained > *most))
-            most = retained, most_slot = slot, most_pretty = r.text(i, "retained");
+            most = retained, most_slot = slot, most_pretty = r.str(i, "retained");
         perf.push_back(perf_label(slot) + "=" + (retained ? num(*retained, 0) + "B" : std::string("U")) + ";" +
-                       num(warn, 0) + ";" + num(crit, 0) + ";0");
+                       (th.ranges() ? o.warning.value_or("") : num(warn, 0)) + ";" +
+                       (th.ranges() ? o.critical.value_or("") : num(crit, 0)) + ";0");
     }
-    std::string ok = r.size() == 0 ? "no replication slots"
-                                   : std::to_string(r.size()) + (r.size() == 1 ? " slot" : " slots") +
+    if (o.node && shown == 0)
+        unknown("no replication slot named \"" + *o.node + "\" or used by a replica of that name");
+    std::string ok = shown == 0 ? "no replication slots"
+                                   : std::to_string(shown) + (shown == 1 ? " slot" : " slots") +
                                          ", most retained " + (most ? most_pretty + " (" + most_slot + ")" : "unknown");
     report(items, ok, perf);
 }
@@ -709,21 +720,28 @@ SELECT p.node, p.role, p.state, p.connections, p.usable_connections, p.used_pct,
   FROM p CROSS JOIN t
  ORDER BY p.role <> 'primary', p.node)";
 
-[[noreturn]] void check_pools(const Options &, const Thresholds &th)
+[[noreturn]] void check_pools(const Options &o, const Thresholds &th)
 {
     Rows r(query(kPoolsQuery, {param(th.warning), param(th.critical)}));
     std::vector<Item> items;
     std::vector<std::string> perf;
     std::optional<double> busiest;
     std::string busiest_text;
-    for (int i = 0; i < r.size(); ++i) {
-        std::string node = r.text(i, "node");
+    int shown = 0;
+    for (int i = 0; i < r.rows(); ++i) {
+        std::string node = r.str(i, "node");
+        if (o.node && node != *o.node)
+            continue;
+        ++shown;
         std::optional<double> used = r.number(i, "used_pct");
         double warn = r.number(i, "warn_pct").value_or(0), crit = r.number(i, "crit_pct").value_or(0);
-        std::string counts = r.text(i, "connections") + "/" + r.text(i, "usable_connections") + " connections (" +
-                             r.text(i, "utilisation_pct") + "%";
+        std::string counts = r.str(i, "connections") + "/" + r.str(i, "usable_connections") + " connections (" +
+                             r.str(i, "utilisation_pct") + "%";
         std::vector<std::string> parts;
-        if (used && *used >= crit)
+        Status by_range = th.ranges() && used ? range_status(th, *used) : OK;
+        if (by_range != OK)
+            parts.push_back(counts + ", " + (by_range == CRITICAL ? "critical " + *o.critical : "warning " + *o.warning) + ")");
+        else if (used && *used >= crit)
             parts.push_back(counts + ", critical " + num(crit) + "%)");
         else if (used && *used >= warn)
             parts.push_back(counts + ", warning " + num(warn) + "%)");
@@ -731,19 +749,22 @@ SELECT p.node, p.role, p.state, p.connections, p.usable_connections, p.used_pct,
         if (waiting && *waiting > 0)
             parts.push_back(num(*waiting, 0) + (*waiting == 1 ? " client" : " clients") + " waiting in pgbouncer");
         if (!r.flag(i, "pgbouncer_ok").value_or(true)) {
-            std::string err = r.text(i, "pgbouncer_error");
+            std::string err = r.str(i, "pgbouncer_error");
             parts.push_back("pgbouncer unreachable" + (err.empty() ? "" : " (" + err.substr(0, 100) + ")"));
         }
-        Status st = severity(r.text(i, "severity"));
-        items.push_back({st, node, node + " " + (parts.empty() ? r.text(i, "severity") : join(parts, ", "))});
+        Status st = std::max(severity(r.str(i, "severity")), by_range);
+        items.push_back({st, node, node + " " + (parts.empty() ? r.str(i, "severity") : join(parts, ", "))});
         if (used && (!busiest || *used > *busiest))
             busiest = used, busiest_text = node + " " + counts + ")";
-        perf.push_back(perf_label(node) + "=" + (used ? num(*used, 1) + "%" : std::string("U")) + ";" + num(warn) +
-                       ";" + num(crit) + ";0;100");
+        perf.push_back(perf_label(node) + "=" + (used ? num(*used, 1) + "%" : std::string("U")) + ";" +
+                       (th.ranges() ? o.warning.value_or("") : num(warn)) + ";" +
+                       (th.ranges() ? o.critical.value_or("") : num(crit)) + ";0;100");
         if (waiting)
             perf.push_back(perf_label(node + "_cl_waiting") + "=" + num(*waiting, 0) + ";;;0");
     }
-    std::string ok = std::to_string(r.size()) + (r.size() == 1 ? " node" : " nodes") +
+    if (o.node && shown == 0)
+        unknown("no node named \"" + *o.node + "\"");
+    std::string ok = std::to_string(shown) + (shown == 1 ? " node" : " nodes") +
                      (busiest ? ", busiest " + busiest_text : "");
     report(items, ok, perf);
 }
@@ -761,19 +782,25 @@ SELECT h.severity, h.healthy_replicas, h.registered_replicas, h.most_lagging, h.
               FROM replica_router.slot_health WHERE severity <> 'ok'
             UNION ALL
             SELECT 'pool ' || node || ' ' || severity, severity = 'critical'
-              FROM replica_router.pool_state WHERE severity <> 'ok') x) AS problems
+              FROM replica_router.pool_state WHERE severity <> 'ok') x) AS problems,
+       -- critical findings other than replicas out of rotation (for --min-healthy)
+       (SELECT count(*) FROM replica_router.lag l JOIN replica_router.states() s ON s.state = l.state
+         WHERE l.severity = 'critical' AND s.lag_judged)
+       + (SELECT count(*) FROM replica_router.slot_health WHERE severity = 'critical')
+       + (SELECT count(*) FROM replica_router.pool_state WHERE severity = 'critical')
+       + CASE WHEN h.worker_alive AND h.registry_problem IS NULL THEN 0 ELSE 1 END AS other_critical
   FROM replica_router.health h)";
 
-[[noreturn]] void check_health(const Options &, const Thresholds &)
+[[noreturn]] void check_health(const Options &o, const Thresholds &)
 {
     Rows r(query(kHealthQuery));
-    if (r.size() != 1)
-        unknown("replica_router.health returned " + std::to_string(r.size()) + " rows");
-    Status st = severity(r.text(0, "severity"));
-    std::string healthy = r.text(0, "healthy_replicas"), registered = r.text(0, "registered_replicas");
+    if (r.rows() != 1)
+        unknown("replica_router.health returned " + std::to_string(r.rows()) + " rows");
+    Status st = severity(r.str(0, "severity"));
+    std::string healthy = r.str(0, "healthy_replicas"), registered = r.str(0, "registered_replicas");
     std::vector<std::string> summary{healthy + "/" + registered + " replicas healthy"};
     if (std::optional<double> lag = r.number(0, "max_lag_s"))
-        summary.push_back("max lag " + seconds_text(*lag) + " (" + r.text(0, "most_lagging") + ")");
+        summary.push_back("max lag " + seconds_text(*lag) + " (" + r.str(0, "most_lagging") + ")");
     // now() is the transaction's start: a round begun since reads as a little negative.
     std::optional<double> age = r.number(0, "round_age_s");
     if (age && *age < 0)
@@ -785,8 +812,17 @@ SELECT h.severity, h.healthy_replicas, h.registered_replicas, h.most_lagging, h.
     else
         summary.push_back("worker stalled" + (age ? " (last round " + seconds_text(*age) + " ago)" : ""));
     std::string text = join(summary, ", ");
-    if (std::string problems = r.text(0, "problems"); st != OK && !problems.empty())
+    if (std::string problems = r.str(0, "problems"); st != OK && !problems.empty())
         text = problems + "; " + text;
+    if (o.min_healthy) {
+        int n = std::atoi(healthy.c_str());
+        if (n < *o.min_healthy) {
+            st = CRITICAL;
+            text = healthy + " healthy replicas, fewer than --min-healthy " + std::to_string(*o.min_healthy) + "; " + text;
+        } else if (st == CRITICAL && r.number(0, "other_critical").value_or(1) == 0) {
+            st = WARNING;  // only replicas out of rotation, and enough others serve
+        }
+    }
 
     std::vector<std::string> perf{"healthy_replicas=" + healthy + ";;;0;" + registered,
                                   "registered_replicas=" + registered + ";;;0"};
@@ -801,7 +837,7 @@ SELECT h.severity, h.healthy_replicas, h.registered_replicas, h.most_lagging, h.
 
 } // namespace
 
-int main(int argc, char **argv)
+int check_main(int argc, char **argv)
 {
     Options o = parse_options(argc, argv);
     Thresholds th = parse_thresholds(o);
@@ -815,3 +851,5 @@ int main(int argc, char **argv)
         check_pools(o, th);
     check_health(o, th);
 }
+
+} // namespace rr

@@ -1,4 +1,4 @@
-// replica_router_follower: keeps a pgbouncer [databases] include file pointed
+// replica_router follow (formerly replica_router_follower): keeps a pgbouncer [databases] include file pointed
 // at the nodes replica_router recommends, and tells pgbouncer to reload it.
 //
 // Runs beside a pgbouncer. Reads the routing from a primary (LISTEN
@@ -14,9 +14,14 @@
 // can put any text: the follower writes only values pgbouncer's syntax
 // carries as they are, escapes control characters in what it logs, and acts
 // only on the worker's own notifications.
-#include <libpq-fe.h>
+#include "subcommands.hpp"
+
+#include "duration.hpp"
+#include "pgconn.hpp"
+#include "text.hpp"
 
 #include <fcntl.h>
+#include <getopt.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,7 +31,6 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
-#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -37,14 +41,13 @@
 #include <string>
 #include <vector>
 
+namespace rr {
 namespace {
 
-constexpr const char *kProgram = "replica_router_follower";
-
-constexpr const char *kUsage = R"(replica_router_follower: points pgbouncer aliases at the nodes replica_router recommends
+constexpr const char *kUsage = R"(%1$s: points pgbouncer aliases at the nodes replica_router recommends
 
 Usage:
-  replica_router_follower --source CONNINFO --output FILE --dbname NAME [options]
+  %1$s --source CONNINFO --output FILE --dbname NAME [options]
 
 Options:
   --source CONNINFO     where to read the routing: the primary (LISTEN replica_router,
@@ -52,20 +55,37 @@ Options:
   --pgbouncer CONNINFO  pgbouncer admin console to send RELOAD to, e.g.
                         'host=127.0.0.1 port=6432 dbname=pgbouncer user=pgbouncer';
                         without it the file is written and pgbouncer is not told
-  --output FILE         the [databases] include file pgbouncer loads with %include
+  --output FILE         the [databases] include file pgbouncer loads with %%include
   --dbname NAME         database the aliases point at
   --read-alias NAME     alias for reads (default: <dbname>_read)
   --write-alias NAME    alias for writes (default: <dbname>_write)
   --operation OP        replica_router operation for the read alias (default: read)
   --interval DURATION   polling interval on a standby, re-check interval on the
                         primary, first retry delay after an error (default: 1s;
-                        units ms, s, min; a bare number is seconds)
+                        PostgreSQL units: 500ms, 2s, 1min; a bare number is seconds)
+  --alias NAME=OP       one more alias routed like the read alias, for operation OP
+                        (repeatable), e.g. --alias app_report=analytics_report
+  --pool-option KEY=VALUE  a pgbouncer database setting added to every alias line
+                        (repeatable), e.g. --pool-option pool_size=20 --pool-option pool_mode=transaction
+  --single-host         always one host per alias (see below)
   --once                write the file (and reload pgbouncer if it changed) once, then exit
-  --help                show this help and exit
+  -V, --version         print the version and exit
+  -?, --help            show this help and exit
 
-The read alias points at one host, as pgbouncer takes one host per database: the
-replica candidates(OP) ranks first. The follower stays on the replica it chose while
-that replica still qualifies, so round-robin tickets do not make it flap. When no
+The pgbouncer user must be in pgbouncer's admin_users (RELOAD needs it), and
+pgbouncer must let it log in to the admin console: with Debian's default
+auth_type = md5 put it and its password in pgbouncer's auth_file
+(userlist.txt), or allow it in auth_hba_file.
+
+When every replica that qualifies for an alias listens on the same port (e.g.
+replicas on 10.0.0.2, 10.0.0.3, ... all on 5432) and there are two or more, the alias
+gets all of them as a host list (host=10.0.0.2,10.0.0.3 port=5432; pgbouncer 1.18
+connects to them round-robin and needs every listed host up, which is what a list of
+qualifying replicas is), sorted so that a new ranking does not rewrite the file.
+Otherwise (or with --single-host) the alias points at one host: the replica
+candidates(OP) ranks first, and the follower stays on the replica it chose while
+that replica still qualifies, so round-robin tickets do not make it flap. The log and
+the file's comments say which it did. When no
 replica qualifies the read alias points at the primary (as recommend() does). The
 write alias points at the primary (recommend('write')).
 
@@ -79,91 +99,18 @@ sent by the replica_router worker's backend count. SIGTERM or SIGINT stops it.
 Exit status: 0 done, 1 failure (--once), 2 bad usage.
 )";
 
-using Clock = std::chrono::steady_clock;
 using Millis = std::chrono::milliseconds;
 
 constexpr Millis kMaxBackoff{30'000};
 constexpr int kDefaultConnectTimeoutS = 5;
 
 // ---------------------------------------------------------------------------
-// Logging and signals
+// Signals
 // ---------------------------------------------------------------------------
 
 bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
 
-void append_escape(std::string &out, unsigned char c)
-{
-    char buf[8];
-    switch (c) {
-    case '\n':
-        out += "\\n";
-        break;
-    case '\r':
-        out += "\\r";
-        break;
-    case '\t':
-        out += "\\t";
-        break;
-    default:
-        std::snprintf(buf, sizeof buf, "\\x%02x", c);
-        out += buf;
-    }
-}
-
-// Control characters escaped: text from the database (node names, reasons)
-// or the server cannot end a log line or a comment line and forge the next.
-std::string escape_controls(const std::string &s)
-{
-    std::string out;
-    for (unsigned char c : s) {
-        if (is_control(c))
-            append_escape(out, c);
-        else
-            out += static_cast<char>(c);
-    }
-    return out;
-}
-
-// A refused value for a message: quoted, with quotes, backslashes, control
-// and non-ASCII bytes escaped, so the reader sees exactly what it was.
-std::string quoted(const std::string &s)
-{
-    constexpr std::size_t kShown = 200;
-    std::string out = "\"";
-    for (std::size_t i = 0; i < s.size() && i < kShown; ++i) {
-        unsigned char c = static_cast<unsigned char>(s[i]);
-        if (c == '"' || c == '\\') {
-            out += '\\';
-            out += static_cast<char>(c);
-        } else if (is_control(c) || c >= 0x80) {
-            append_escape(out, c);
-        } else {
-            out += static_cast<char>(c);
-        }
-    }
-    return out + (s.size() > kShown ? "...\"" : "\"");
-}
-
-void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-void say(const char *fmt, ...)
-{
-    char stamp[40];
-    timespec ts{};
-    clock_gettime(CLOCK_REALTIME, &ts);
-    tm utc{};
-    gmtime_r(&ts.tv_sec, &utc);
-    std::size_t n = std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &utc);
-    std::snprintf(stamp + n, sizeof stamp - n, ".%03ldZ", ts.tv_nsec / 1'000'000);
-    char msg[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    std::vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    std::fprintf(stderr, "%s %s: %s\n", stamp, kProgram, escape_controls(msg).c_str());
-    std::fflush(stderr);
-}
-
-volatile std::sig_atomic_t g_stop = 0;
+volatile int g_stop = 0;  // sig_atomic_t is int
 int g_wake[2] = {-1, -1};  // self-pipe: the signal handler wakes poll()
 
 extern "C" void on_signal(int)
@@ -208,29 +155,19 @@ struct Options {
     std::string operation = "read";
     Millis interval{1000};
     bool once = false;
+    bool single_host = false;  // never a host list, even for replicas sharing a port
+    // More read-like aliases: alias -> operation (--alias NAME=OPERATION).
+    std::vector<std::pair<std::string, std::string>> extra_aliases;
+    // pgbouncer per-database settings appended to every alias (--pool-option KEY=VALUE).
+    std::vector<std::pair<std::string, std::string>> pool_options;
 };
 
-bool parse_duration(const std::string &s, Millis *out)
+bool parse_interval(const std::string &s, Millis *out)
 {
-    char *end = nullptr;
-    errno = 0;
-    double v = std::strtod(s.c_str(), &end);
-    if (end == s.c_str() || errno != 0 || !(v >= 0))
+    std::optional<double> v = parse_duration(s, "s");
+    if (!v || *v < 0.01 || *v > 3600)
         return false;
-    std::string unit(end);
-    unit.erase(0, unit.find_first_not_of(' '));
-    double ms;
-    if (unit.empty() || unit == "s")
-        ms = v * 1000;
-    else if (unit == "ms")
-        ms = v;
-    else if (unit == "min")
-        ms = v * 60'000;
-    else
-        return false;
-    if (ms < 10 || ms > 3'600'000)
-        return false;
-    *out = Millis(static_cast<long long>(ms));
+    *out = Millis(static_cast<long long>(*v * 1000));
     return true;
 }
 
@@ -246,9 +183,9 @@ bool plain_name(const std::string &s)
 
 [[noreturn]] void usage_error(const char *fmt, const std::string &arg)
 {
-    std::fprintf(stderr, "%s: ", kProgram);
+    std::fprintf(stderr, "%s: ", g_program.c_str());
     std::fprintf(stderr, fmt, escape_controls(arg).c_str());
-    std::fprintf(stderr, "\nTry \"%s --help\" for more information.\n", kProgram);
+    std::fprintf(stderr, "\nTry \"%s --help\" for more information.\n", g_program.c_str());
     std::exit(2);
 }
 
@@ -256,41 +193,60 @@ Options parse_options(int argc, char **argv)
 {
     Options o;
     std::string interval;
-    for (int i = 1; i < argc; ++i) {
-        std::string arg = argv[i];
-        if (arg == "--help" || arg == "-h") {
-            std::fputs(kUsage, stdout);
+    enum { SOURCE = 1000, PGBOUNCER, OUTPUT, DBNAME, READ_ALIAS, WRITE_ALIAS, OPERATION, INTERVAL, ONCE, ALIAS,
+           POOL_OPTION, SINGLE_HOST };
+    static const option longopts[] = {
+        {"source", required_argument, nullptr, SOURCE},       {"pgbouncer", required_argument, nullptr, PGBOUNCER},
+        {"output", required_argument, nullptr, OUTPUT},       {"dbname", required_argument, nullptr, DBNAME},
+        {"read-alias", required_argument, nullptr, READ_ALIAS}, {"write-alias", required_argument, nullptr, WRITE_ALIAS},
+        {"operation", required_argument, nullptr, OPERATION}, {"interval", required_argument, nullptr, INTERVAL},
+        {"once", no_argument, nullptr, ONCE},                 {"version", no_argument, nullptr, 'V'},
+        {"alias", required_argument, nullptr, ALIAS},         {"pool-option", required_argument, nullptr, POOL_OPTION},
+        {"single-host", no_argument, nullptr, SINGLE_HOST},
+        {"help", no_argument, nullptr, '?'},                  {nullptr, 0, nullptr, 0}};
+    opterr = 0;
+    optind = 1;
+    for (;;) {
+        int ch = getopt_long(argc, argv, ":V?", longopts, nullptr);
+        if (ch == -1)
+            break;
+        std::string arg = argv[optind - 1] != nullptr ? argv[optind - 1] : "";
+        switch (ch) {
+        case SOURCE: o.source = optarg; break;
+        case PGBOUNCER: o.pgbouncer = optarg; break;
+        case OUTPUT: o.output = optarg; break;
+        case DBNAME: o.dbname = optarg; break;
+        case READ_ALIAS: o.read_alias = optarg; break;
+        case WRITE_ALIAS: o.write_alias = optarg; break;
+        case OPERATION: o.operation = optarg; break;
+        case INTERVAL: interval = optarg; break;
+        case ONCE: o.once = true; break;
+        case SINGLE_HOST: o.single_host = true; break;
+        case ALIAS:
+        case POOL_OPTION: {
+            std::string v = optarg;
+            std::size_t eq = v.find('=');
+            if (eq == std::string::npos || eq == 0 || eq + 1 == v.size())
+                usage_error(ch == ALIAS ? "invalid --alias \"%s\": use NAME=OPERATION" : "invalid --pool-option \"%s\": use KEY=VALUE", v);
+            (ch == ALIAS ? o.extra_aliases : o.pool_options).emplace_back(v.substr(0, eq), v.substr(eq + 1));
+            break;
+        }
+        case 'V':
+            print_version();
             std::exit(0);
+        case ':':
+            usage_error("option %s needs a value", arg.substr(0, arg.find('=')));
+        default:
+            if (optopt == '?' || arg == "--help" || arg == "-?") {
+                std::printf(kUsage, g_program.c_str());
+                std::exit(0);
+            }
+            usage_error("unknown option \"%s\"", optopt != 0 ? std::string("-") + static_cast<char>(optopt)
+                                                               : arg.substr(0, arg.find('=')));
         }
-        if (arg == "--once") {
-            o.once = true;
-            continue;
-        }
-        std::string name = arg, value;
-        bool inline_value = false;
-        if (auto eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
-            name = arg.substr(0, eq);
-            value = arg.substr(eq + 1);
-            inline_value = true;
-        }
-        std::string *slot = name == "--source"        ? &o.source
-                            : name == "--pgbouncer"   ? &o.pgbouncer
-                            : name == "--output"      ? &o.output
-                            : name == "--dbname"      ? &o.dbname
-                            : name == "--read-alias"  ? &o.read_alias
-                            : name == "--write-alias" ? &o.write_alias
-                            : name == "--operation"   ? &o.operation
-                            : name == "--interval"    ? &interval
-                                                      : nullptr;
-        if (slot == nullptr)
-            usage_error("unknown option \"%s\"", arg);
-        if (!inline_value) {
-            if (i + 1 >= argc)
-                usage_error("option %s needs a value", name);
-            value = argv[++i];
-        }
-        *slot = value;
     }
+    if (optind < argc)
+        usage_error("unexpected argument \"%s\"", argv[optind]);
     if (o.source.empty())
         usage_error("%s--source is required", "");
     if (o.output.empty())
@@ -311,21 +267,35 @@ Options parse_options(int argc, char **argv)
         usage_error("the read and write aliases are both \"%s\"", o.read_alias);
     if (!plain_name(o.operation))
         usage_error("invalid operation \"%s\"", o.operation);
-    if (!interval.empty() && !parse_duration(interval, &o.interval))
+    for (const auto &[alias, op] : o.extra_aliases) {
+        if (!plain_name(alias))
+            usage_error("invalid alias \"%s\": use 1 to 63 letters, digits, \"_\", \"-\" or \".\"", alias);
+        if (!plain_name(op))
+            usage_error("invalid operation \"%s\"", op);
+        if (alias == o.read_alias || alias == o.write_alias ||
+            std::count_if(o.extra_aliases.begin(), o.extra_aliases.end(), [&](const auto &a) { return a.first == alias; }) > 1)
+            usage_error("alias \"%s\" given twice", alias);
+    }
+    // pgbouncer's per-database settings; the connection parameters are the follower's own.
+    static const char *const kPoolKeys[] = {"pool_size", "min_pool_size", "reserve_pool", "pool_mode",
+                                            "max_db_connections", "connect_query", "client_encoding",
+                                            "datestyle", "timezone", "auth_user", "application_name"};
+    for (const auto &[key, value] : o.pool_options) {
+        if (std::none_of(std::begin(kPoolKeys), std::end(kPoolKeys), [&](const char *k) { return key == k; }))
+            usage_error("--pool-option \"%s\": not a pgbouncer database setting this follower passes on "
+                        "(pool_size, min_pool_size, reserve_pool, pool_mode, max_db_connections, connect_query, "
+                        "client_encoding, datestyle, timezone, auth_user, application_name)", key);
+        if (std::any_of(value.begin(), value.end(), [](unsigned char c) { return is_control(c); }))
+            usage_error("--pool-option %s: the value has control characters", key);
+    }
+    if (!interval.empty() && !parse_interval(interval, &o.interval))
         usage_error("invalid --interval \"%s\": use e.g. 500ms, 2s or 1min (10ms to 1h)", interval);
     for (const std::string *ci : {&o.source, &o.pgbouncer}) {
         if (ci->empty())
             continue;
-        char *err = nullptr;
-        PQconninfoOption *opts = PQconninfoParse(ci->c_str(), &err);
-        if (opts == nullptr) {
-            std::string msg = err != nullptr ? err : "out of memory";
-            PQfreemem(err);
-            while (!msg.empty() && msg.back() == '\n')
-                msg.pop_back();
+        std::string msg;
+        if (!conninfo_values(*ci, &msg))
             usage_error("invalid connection string: %s", msg);
-        }
-        PQconninfoFree(opts);
     }
     return o;
 }
@@ -334,136 +304,42 @@ Options parse_options(int argc, char **argv)
 // libpq helpers
 // ---------------------------------------------------------------------------
 
-// libpq messages end in a newline and may span lines: one line for the log.
-std::string one_line(const char *msg)
+std::string one_line_pq(const char *msg)
 {
-    std::string s;
-    for (const char *p = msg != nullptr ? msg : ""; *p != '\0'; ++p) {
-        bool space = *p == ' ' || *p == '\n' || *p == '\r' || *p == '\t';
-        if (!space)
-            s += *p;
-        else if (!s.empty() && s.back() != ' ')
-            s += ' ';
-    }
-    while (!s.empty() && s.back() == ' ')
-        s.pop_back();
+    std::string s = one_line(msg != nullptr ? msg : "");
     return s.empty() ? "unknown error" : s;
 }
 
 // Server notices and FATALs that arrive between queries: one log line each.
 extern "C" void on_notice(void *what, const char *message)
 {
-    say("%s: %s", static_cast<const char *>(what), one_line(message).c_str());
-}
-
-// host:port of a connection string, for messages (never the password).
-std::string endpoint(const std::string &conninfo)
-{
-    std::string host = "default host", port;
-    if (PQconninfoOption *opts = PQconninfoParse(conninfo.c_str(), nullptr)) {
-        for (PQconninfoOption *o = opts; o->keyword != nullptr; ++o) {
-            if (o->val == nullptr || o->val[0] == '\0')
-                continue;
-            if (std::strcmp(o->keyword, "host") == 0 || (std::strcmp(o->keyword, "hostaddr") == 0 && host == "default host"))
-                host = o->val;
-            else if (std::strcmp(o->keyword, "port") == 0)
-                port = o->val;
-        }
-        PQconninfoFree(opts);
-    }
-    return port.empty() ? host : host + ":" + port;
-}
-
-int connect_timeout_of(const std::string &conninfo)
-{
-    int timeout = kDefaultConnectTimeoutS;
-    if (PQconninfoOption *opts = PQconninfoParse(conninfo.c_str(), nullptr)) {
-        for (PQconninfoOption *o = opts; o->keyword != nullptr; ++o)
-            if (std::strcmp(o->keyword, "connect_timeout") == 0 && o->val != nullptr && std::atoi(o->val) > 0)
-                timeout = std::max(2, std::atoi(o->val));
-        PQconninfoFree(opts);
-    }
-    return timeout;
-}
-
-// Waits for fd (POLLIN or POLLOUT) or the wake pipe; false on timeout or stop.
-bool wait_fd(int fd, short events, Clock::time_point deadline)
-{
-    for (;;) {
-        if (g_stop)
-            return false;
-        auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now()).count();
-        if (left <= 0)
-            return false;
-        pollfd p[2] = {{fd, events, 0}, {g_wake[0], POLLIN, 0}};
-        int rc = poll(p, 2, static_cast<int>(std::min<long long>(left, 1000)));
-        if (rc < 0 && errno != EINTR)
-            return false;
-        if (rc > 0 && p[0].revents != 0)
-            return true;
-    }
+    say("%s: %s", static_cast<const char *>(what), one_line_pq(message).c_str());
 }
 
 // Connects without blocking past the connect timeout or a stop signal.
 // Defaults come first so that the caller's connection string overrides them.
 PGconn *open_conn(const std::string &conninfo, bool source, const std::string &label, std::string &err)
 {
-    std::vector<const char *> keys = {"connect_timeout", "application_name"};
-    std::vector<const char *> vals = {"5", kProgram};
+    ConnParams p;
+    p.add("connect_timeout", "5");
+    p.add("application_name", "replica_router_follower");
     if (source) {
         // A hung source must not hang the follower: bounded statements, keepalives.
-        for (auto [k, v] : {std::pair{"options", "-c statement_timeout=5000"}, std::pair{"keepalives", "1"},
-                            std::pair{"keepalives_idle", "10"}, std::pair{"keepalives_interval", "5"},
-                            std::pair{"keepalives_count", "3"}}) {
-            keys.push_back(k);
-            vals.push_back(v);
-        }
+        p.add("options", "-c statement_timeout=5000");
+        p.add("keepalives", "1");
+        p.add("keepalives_idle", "10");
+        p.add("keepalives_interval", "5");
+        p.add("keepalives_count", "3");
     }
-    keys.push_back("dbname");
-    vals.push_back(conninfo.c_str());
-    keys.push_back(nullptr);
-    vals.push_back(nullptr);
-
-    PGconn *conn = PQconnectStartParams(keys.data(), vals.data(), 1);
-    if (conn == nullptr) {
-        err = "out of memory";
-        return nullptr;
+    p.add("dbname", conninfo);
+    auto deadline = Clock::now() + std::chrono::seconds(connect_timeout_of(conninfo, kDefaultConnectTimeoutS));
+    PGconn *conn = connect_until(p, deadline, g_wake[0], &g_stop, err);
+    if (conn != nullptr) {
+        PQsetnonblocking(conn, 0);
+        PQsetNoticeProcessor(conn, on_notice, const_cast<char *>(label.c_str()));
     }
-    auto deadline = Clock::now() + std::chrono::seconds(connect_timeout_of(conninfo));
-    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
-    while (PQstatus(conn) != CONNECTION_BAD) {
-        if (st == PGRES_POLLING_OK) {
-            PQsetnonblocking(conn, 0);
-            PQsetNoticeProcessor(conn, on_notice, const_cast<char *>(label.c_str()));
-            return conn;
-        }
-        if (st == PGRES_POLLING_FAILED)
-            break;
-        if (!wait_fd(PQsocket(conn), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline)) {
-            err = g_stop ? "stopping" : "timeout expired";
-            PQfinish(conn);
-            return nullptr;
-        }
-        st = PQconnectPoll(conn);
-    }
-    err = one_line(PQerrorMessage(conn));
-    PQfinish(conn);
-    return nullptr;
+    return conn;
 }
-
-struct Result {
-    PGresult *res = nullptr;
-    explicit Result(PGresult *r) : res(r) {}
-    ~Result() { PQclear(res); }
-    Result(const Result &) = delete;
-    Result &operator=(const Result &) = delete;
-    const char *get(int row, int col) const { return PQgetisnull(res, row, col) ? nullptr : PQgetvalue(res, row, col); }
-    std::string str(int row, int col) const
-    {
-        const char *v = get(row, col);
-        return v != nullptr ? v : "";
-    }
-};
 
 // ---------------------------------------------------------------------------
 // Routing
@@ -475,24 +351,37 @@ struct Target {
     bool same_place(const Target &o) const { return host == o.host && port == o.port; }
 };
 
+// Where one read-like alias points: one target, or a host list of replicas
+// sharing a port.
+struct Pick {
+    std::string alias, operation;
+    std::vector<Target> targets;
+    std::string how;  // for the log and the file's comment
+};
+
 struct Routing {
-    Target read, write;
+    std::vector<Pick> reads;  // the read alias first, then --alias ones
+    Target write;
 };
 
 // One statement, one snapshot: whether the source is a standby, whether its
 // replicated hints are fresh, the write target and every qualified node for
 // the read operation, best first.
+// Whether the source is a standby, whether its replicated hints are fresh,
+// and the write target.
 constexpr const char *kRoutingQuery =
-    "SELECT s.standby, s.hints_too_old, w.node, w.host, w.port, w.role, w.reason,"
-    "       c.rank, c.node, c.host, c.port, c.role, c.reason"
+    "SELECT s.standby, s.hints_too_old, w.node, w.host, w.port, w.role, w.reason"
     "  FROM (SELECT pg_catalog.pg_is_in_recovery() AS standby,"
     "               pg_catalog.pg_is_in_recovery() AND coalesce("
     "                   (SELECT pg_catalog.clock_timestamp() - h.primary_time"
     "                             > pg_catalog.current_setting('replica_router.standby_max_hint_age')::interval"
     "                      FROM replica_router.heartbeat h), true) AS hints_too_old) s"
-    " CROSS JOIN replica_router.recommend('write') w"
-    "  LEFT JOIN LATERAL (SELECT * FROM replica_router.candidates($1) x WHERE x.qualified) c ON true"
-    " ORDER BY c.rank";
+    " CROSS JOIN replica_router.recommend('write') w";
+
+// Every qualified node for an operation, best first.
+constexpr const char *kCandidatesQuery =
+    "SELECT c.rank, c.node, c.host, c.port, c.role, c.reason"
+    "  FROM replica_router.candidates($1) c WHERE c.qualified ORDER BY c.rank";
 
 class Follower {
   public:
@@ -508,9 +397,10 @@ class Follower {
     Options opt_;
     std::string source_label_, bouncer_label_;  // for messages
     PGconn *src_ = nullptr;
-    bool listening_ = false;
+    bool on_primary_ = false;  // the source is a primary (else a standby)
+    bool listening_ = false;   // LISTEN replica_router on it (not with --once)
     int worker_pid_ = 0;  // the worker's backend PID on the source, 0 unknown
-    std::optional<Target> read_in_file_;  // where the file's read alias points
+    std::map<std::string, Target> in_file_;  // where the file's read-like aliases point (one host)
     bool reload_pending_ = false;
     int source_failures_ = 0, bouncer_failures_ = 0;
     std::string last_source_error_, last_bouncer_error_;
@@ -522,6 +412,7 @@ class Follower {
             PQfinish(src_);
         src_ = nullptr;
         listening_ = false;
+        on_primary_ = false;
         worker_pid_ = 0;  // the next connection may reach another primary
     }
     Millis backoff(int failures) const
@@ -533,6 +424,15 @@ class Follower {
     }
     bool connect_source(std::string &err);
     bool read_routing(Routing &out, std::string &err);
+    bool pick_targets(const std::string &alias, const std::string &op, Pick &pick, std::string &err);
+    void remember(const Routing &r);
+    std::vector<std::string> all_read_aliases() const
+    {
+        std::vector<std::string> v{opt_.read_alias};
+        for (const auto &a : opt_.extra_aliases)
+            v.push_back(a.first);
+        return v;
+    }
     bool refresh();
     bool reload();
     void source_failed(const std::string &err);
@@ -540,6 +440,8 @@ class Follower {
     bool queued_notifications();
     bool from_worker(int be_pid);
     std::string check_applied(PGconn *bouncer, std::string &seen) const;
+    std::string admin_hint() const;
+    void startup_check();
     std::string render_body(const Routing &r) const;
     std::string render(const Routing &r, const std::string &body) const;
 };
@@ -553,43 +455,42 @@ bool Follower::connect_source(std::string &err)
     if (src_ == nullptr)
         return false;
     Result r(PQexec(src_, "SELECT pg_catalog.pg_is_in_recovery()"));
-    if (PQresultStatus(r.res) != PGRES_TUPLES_OK) {
-        err = one_line(PQerrorMessage(src_));
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
+        err = one_line_pq(PQerrorMessage(src_));
         close_source();
         return false;
     }
-    if (r.str(0, 0) == "f") {
+    on_primary_ = r.str(0, 0) == "f";
+    if (on_primary_ && !opt_.once) {
         Result l(PQexec(src_, "LISTEN replica_router"));
-        if (PQresultStatus(l.res) != PGRES_COMMAND_OK) {
-            err = "LISTEN failed: " + one_line(PQerrorMessage(src_));
+        if (PQresultStatus(l.get()) != PGRES_COMMAND_OK) {
+            err = "LISTEN failed: " + one_line_pq(PQerrorMessage(src_));
             close_source();
             return false;
         }
         listening_ = true;
     }
-    say("connected to the source at %s (%s): %s", endpoint(opt_.source).c_str(),
-        listening_ ? "primary" : "standby",
-        listening_ ? "listening on channel replica_router" : "polling the replicated hints");
+    if (!opt_.once)
+        say("connected to the source at %s (%s): %s", endpoint(opt_.source).c_str(), on_primary_ ? "primary" : "standby",
+            on_primary_ ? "listening on channel replica_router" : "polling the replicated hints");
     return true;
 }
 
 bool Follower::read_routing(Routing &out, std::string &err)
 {
-    const char *params[1] = {opt_.operation.c_str()};
-    Result r(PQexecParams(src_, kRoutingQuery, 1, nullptr, params, nullptr, nullptr, 0));
-    if (PQresultStatus(r.res) != PGRES_TUPLES_OK) {
-        err = "reading the hints failed: " + one_line(PQerrorMessage(src_));
+    Result r(PQexec(src_, kRoutingQuery));
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
+        err = "reading the hints failed: " + one_line_pq(PQerrorMessage(src_));
         if (PQstatus(src_) != CONNECTION_OK)
             close_source();
         return false;
     }
-    int rows = PQntuples(r.res);
-    if (rows == 0) {
+    if (PQntuples(r.get()) == 0) {
         err = "reading the hints returned no row";
         return false;
     }
     bool standby = r.str(0, 0) == "t";
-    if (standby == listening_) {
+    if (standby == on_primary_) {
         // Promoted or demoted since we connected: reconnect in the right mode.
         close_source();
         err = "the source changed role; reconnecting";
@@ -605,26 +506,77 @@ bool Follower::read_routing(Routing &out, std::string &err)
         err = "the hints do not name the primary's host and port";
         return false;
     }
+    std::vector<std::pair<std::string, std::string>> aliases{{opt_.read_alias, opt_.operation}};
+    aliases.insert(aliases.end(), opt_.extra_aliases.begin(), opt_.extra_aliases.end());
+    for (const auto &[alias, op] : aliases) {
+        Pick pick;
+        if (!pick_targets(alias, op, pick, err))
+            return false;
+        out.reads.push_back(std::move(pick));
+    }
+    return true;
+}
 
-    std::vector<Target> qualified;
-    for (int i = 0; i < rows; ++i)
-        if (r.get(i, 7) != nullptr && !r.str(i, 9).empty() && std::atoi(r.str(i, 10).c_str()) > 0)
-            qualified.push_back(Target{r.str(i, 8), r.str(i, 9), r.str(i, 11), r.str(i, 12),
-                                       std::atoi(r.str(i, 10).c_str())});
-    if (qualified.empty()) {
-        err = "no node qualifies for operation \"" + opt_.operation + "\" (and the primary is not a fallback)";
+bool Follower::pick_targets(const std::string &alias, const std::string &op, Pick &pick, std::string &err)
+{
+    pick.alias = alias;
+    pick.operation = op;
+    const char *params[1] = {op.c_str()};
+    Result r(PQexecParams(src_, kCandidatesQuery, 1, nullptr, params, nullptr, nullptr, 0));
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK) {
+        err = "reading the candidates for " + op + " failed: " + one_line_pq(PQerrorMessage(src_));
+        if (PQstatus(src_) != CONNECTION_OK)
+            close_source();
         return false;
     }
-    // Sticky among replicas: keep the chosen replica while it still qualifies.
-    out.read = qualified.front();
-    if (read_in_file_)
+    std::vector<Target> qualified;
+    for (int i = 0; i < PQntuples(r.get()); ++i)
+        if (!r.str(i, 2).empty() && std::atoi(r.str(i, 3).c_str()) > 0)
+            qualified.push_back(Target{r.str(i, 1), r.str(i, 2), r.str(i, 4), r.str(i, 5), std::atoi(r.str(i, 3).c_str())});
+    if (qualified.empty()) {
+        err = "no node qualifies for operation \"" + op + "\" (and the primary is not a fallback)";
+        return false;
+    }
+    std::vector<Target> replicas;
+    for (const Target &t : qualified)
+        if (t.role == "replica")
+            replicas.push_back(t);
+    bool same_port = replicas.size() >= 2 && std::all_of(replicas.begin(), replicas.end(),
+                                                         [&](const Target &t) { return t.port == replicas[0].port; });
+    if (same_port && !opt_.single_host) {
+        // pgbouncer takes a host list with one port: every qualifying replica,
+        // sorted, so that a new ranking alone does not rewrite the file.
+        std::sort(replicas.begin(), replicas.end(), [](const Target &a, const Target &b) { return a.host < b.host; });
+        pick.targets = replicas;
+        pick.how = "host list of the " + std::to_string(replicas.size()) + " qualifying replicas (they share port " +
+                   std::to_string(replicas[0].port) + ")";
+        return true;
+    }
+    // One host. Sticky among replicas: keep the chosen replica while it still qualifies.
+    Target best = qualified.front();
+    if (auto it = in_file_.find(alias); it != in_file_.end())
         for (const Target &t : qualified)
-            if (t.role == "replica" && t.same_place(*read_in_file_)) {
-                out.read = t;
-                out.read.reason = "the replica chosen before still qualifies (ranked first now: " +
-                                  qualified.front().node + ")";
+            if (t.role == "replica" && t.same_place(it->second)) {
+                best = t;
+                best.reason = "the replica chosen before still qualifies (ranked first now: " + qualified.front().node + ")";
             }
+    pick.targets = {best};
+    pick.how = replicas.size() >= 2
+                   ? (opt_.single_host ? "one host (--single-host)" : "one host: the qualifying replicas do not share a port")
+                   : "one host";
     return true;
+}
+
+// "r1 (replica): reason" or "host list r1, r2: how", for the log and comments.
+std::string describe(const Pick &p)
+{
+    if (p.targets.size() == 1)
+        return p.targets[0].node + " " + p.targets[0].host + ":" + std::to_string(p.targets[0].port) + " (" +
+               p.targets[0].role + ", " + p.how + "): " + p.targets[0].reason;
+    std::string nodes;
+    for (const Target &t : p.targets)
+        nodes += (nodes.empty() ? "" : ", ") + t.node + " " + t.host;
+    return nodes + " port " + std::to_string(p.targets[0].port) + " (" + p.how + ")";
 }
 
 // pgbouncer connection-string values: plain ones as they are, others quoted.
@@ -677,11 +629,21 @@ std::string unsafe_target(const std::string &alias, const Target &t)
 
 std::string Follower::render_body(const Routing &r) const
 {
-    auto line = [&](const std::string &alias, const Target &t) {
-        return alias + " = host=" + ini_value(t.host) + " port=" + std::to_string(t.port) +
-               " dbname=" + ini_value(opt_.dbname) + "\n";
+    std::string options;
+    for (const auto &[key, value] : opt_.pool_options)
+        options += " " + key + "=" + ini_value(value);
+    auto line = [&](const std::string &alias, const std::vector<Target> &targets) {
+        // A host list: each host as pgbouncer carries it (safe_host: no comma), joined.
+        std::string hosts;
+        for (const Target &t : targets)
+            hosts += (hosts.empty() ? "" : ",") + ini_value(t.host);
+        return alias + " = host=" + hosts + " port=" + std::to_string(targets.front().port) +
+               " dbname=" + ini_value(opt_.dbname) + options + "\n";
     };
-    return "[databases]\n" + line(opt_.read_alias, r.read) + line(opt_.write_alias, r.write);
+    std::string body = "[databases]\n";
+    for (const Pick &p : r.reads)
+        body += line(p.alias, p.targets);
+    return body + line(opt_.write_alias, {r.write});
 }
 
 std::string Follower::render(const Routing &r, const std::string &body) const
@@ -692,11 +654,16 @@ std::string Follower::render(const Routing &r, const std::string &body) const
     gmtime_r(&now, &utc);
     std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &utc);
     std::string s;
-    s += "; Written by replica_router_follower; rewritten whenever the routing changes: do not edit.\n";
-    s += std::string("; ") + stamp + " from the " + (listening_ ? "primary" : "standby") + " at " +
+    s += "; Written by replica_router follow; rewritten whenever the routing changes: do not edit.\n";
+    s += std::string("; ") + stamp + " from the " + (on_primary_ ? "primary" : "standby") + " at " +
          comment(endpoint(opt_.source)) + "\n";
-    s += "; " + opt_.read_alias + " -> " + comment(r.read.node) + " (" + comment(r.read.role) +
-         "), operation " + opt_.operation + ": " + comment(r.read.reason) + "\n";
+    for (const Pick &p : r.reads) {
+        if (p.targets.size() == 1)
+            s += "; " + p.alias + " -> " + comment(p.targets[0].node) + " (" + comment(p.targets[0].role) +
+                 "), operation " + p.operation + ": " + comment(p.targets[0].reason) + " [" + p.how + "]\n";
+        else
+            s += "; " + p.alias + " -> " + comment(describe(p)) + ", operation " + p.operation + "\n";
+    }
     s += "; " + opt_.write_alias + " -> " + comment(r.write.node) + " (" + comment(r.write.role) + "): " +
          comment(r.write.reason) + "\n";
     return s + body;
@@ -823,13 +790,26 @@ void Follower::source_failed(const std::string &err)
     ++source_failures_;
     Millis wait = backoff(source_failures_);
     next_refresh_ = Clock::now() + wait;
+    // Say what happens to the file: kept as it is, or (never written yet) not written.
+    struct stat st {};
+    std::string file = stat(opt_.output.c_str(), &st) == 0 ? "keeping " + opt_.output + " as it is"
+                                                           : "not writing " + opt_.output + " (it does not exist yet)";
     if (opt_.once)
-        say("source %s: %s; keeping %s as it is", endpoint(opt_.source).c_str(), err.c_str(), opt_.output.c_str());
+        say("source %s: %s; %s", endpoint(opt_.source).c_str(), err.c_str(), file.c_str());
     else if (err != last_source_error_ || source_failures_ == 1)
-        say("source %s: %s; keeping %s as it is; retrying in %.1fs (then backing off up to %llds)",
-            endpoint(opt_.source).c_str(), err.c_str(), opt_.output.c_str(), wait.count() / 1000.0,
+        say("source %s: %s; %s; retrying in %.1fs (then backing off up to %llds)",
+            endpoint(opt_.source).c_str(), err.c_str(), file.c_str(), wait.count() / 1000.0,
             static_cast<long long>(kMaxBackoff.count() / 1000));
     last_source_error_ = err;
+}
+
+// Where the file's single-host aliases point now (for stickiness).
+void Follower::remember(const Routing &r)
+{
+    in_file_.clear();
+    for (const Pick &p : r.reads)
+        if (p.targets.size() == 1)
+            in_file_[p.alias] = p.targets[0];
 }
 
 // Reads the routing and rewrites the file if its [databases] lines changed.
@@ -843,7 +823,10 @@ bool Follower::refresh()
     }
     // A refused value counts as a failure of the source: the last good file
     // stays, and the hints are read again with backoff.
-    err = unsafe_target(opt_.read_alias, r.read);
+    for (const Pick &p : r.reads)
+        for (const Target &t : p.targets)
+            if (err.empty())
+                err = unsafe_target(p.alias, t);
     if (err.empty())
         err = unsafe_target(opt_.write_alias, r.write);
     if (!err.empty()) {
@@ -858,17 +841,22 @@ bool Follower::refresh()
 
     std::string body = render_body(r);
     if (body == body_of(opt_.output)) {
-        read_in_file_ = r.read;
+        remember(r);
         return true;
     }
     if (!write_atomically(opt_.output, render(r, body), err)) {
-        say("cannot replace %s: %s; retrying in %.1fs", opt_.output.c_str(), err.c_str(), backoff(1).count() / 1000.0);
+        if (opt_.once)
+            say("cannot replace %s: %s", opt_.output.c_str(), err.c_str());
+        else
+            say("cannot replace %s: %s; retrying in %.1fs", opt_.output.c_str(), err.c_str(), backoff(1).count() / 1000.0);
         next_refresh_ = Clock::now() + backoff(1);
         return false;
     }
-    read_in_file_ = r.read;
-    say("wrote %s: %s -> %s %s:%d (%s), %s -> %s %s:%d", opt_.output.c_str(), opt_.read_alias.c_str(),
-        r.read.node.c_str(), r.read.host.c_str(), r.read.port, r.read.reason.c_str(), opt_.write_alias.c_str(),
+    remember(r);
+    std::string reads;
+    for (const Pick &p : r.reads)
+        reads += p.alias + " -> " + describe(p) + ", ";
+    say("wrote %s: %s%s -> %s %s:%d", opt_.output.c_str(), reads.c_str(), opt_.write_alias.c_str(),
         r.write.node.c_str(), r.write.host.c_str(), r.write.port);
     if (!opt_.pgbouncer.empty()) {
         reload_pending_ = true;
@@ -884,19 +872,22 @@ bool Follower::refresh()
 std::string Follower::check_applied(PGconn *bouncer, std::string &seen) const
 {
     Result r(PQexec(bouncer, "SHOW DATABASES"));
-    if (PQresultStatus(r.res) != PGRES_TUPLES_OK)
-        return "SHOW DATABASES failed: " + one_line(PQerrorMessage(bouncer));
-    int name = PQfnumber(r.res, "name"), host = PQfnumber(r.res, "host"), port = PQfnumber(r.res, "port"),
-        db = PQfnumber(r.res, "database");
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK)
+        return "SHOW DATABASES failed: " + one_line_pq(PQerrorMessage(bouncer));
+    int name = PQfnumber(r.get(), "name"), host = PQfnumber(r.get(), "host"), port = PQfnumber(r.get(), "port"),
+        db = PQfnumber(r.get(), "database");
     if (name < 0 || host < 0 || port < 0 || db < 0)
         return "SHOW DATABASES has no name, host, port and database columns";
-    for (const std::string &alias : {opt_.read_alias, opt_.write_alias}) {
+    std::vector<std::string> aliases{opt_.read_alias, opt_.write_alias};
+    for (const auto &a : opt_.extra_aliases)
+        aliases.push_back(a.first);
+    for (const std::string &alias : aliases) {
         auto want = alias_params(opt_.output, alias);
         if (!want)
             continue;  // not in the file (not written yet): nothing to compare
         std::string dbname = want->count("dbname") ? (*want)["dbname"] : alias;
         std::string expected = (*want)["host"] + ":" + (*want)["port"] + "/" + dbname, got;
-        for (int i = 0; i < PQntuples(r.res) && got.empty(); ++i)
+        for (int i = 0; i < PQntuples(r.get()) && got.empty(); ++i)
             if (r.str(i, name) == alias)
                 got = r.str(i, host) + ":" + r.str(i, port) + "/" + r.str(i, db);
         if (got.empty())
@@ -910,6 +901,43 @@ std::string Follower::check_applied(PGconn *bouncer, std::string &seen) const
     return "";
 }
 
+// pgbouncer's own words ("not allowed", "admin access needed") do not say
+// what to change: this does.
+std::string Follower::admin_hint() const
+{
+    std::string user;
+    if (auto kv = conninfo_values(opt_.pgbouncer))
+        for (const auto &[k, v] : *kv)
+            if (k == "user")
+                user = v;
+    if (user.empty())
+        user = "the connecting user";
+    return "pgbouncer lets only the users in its admin_users setting run RELOAD: add " + user +
+           " to admin_users in pgbouncer.ini (and, with auth_type md5 or scram-sha-256, give it a password in "
+           "auth_file), then reload or restart pgbouncer";
+}
+
+// At start-up: RELOAD only when pgbouncer does not already serve what the
+// file says (a previous run may have stopped between writing and reloading).
+void Follower::startup_check()
+{
+    if (opt_.pgbouncer.empty() || !alias_params(opt_.output, opt_.read_alias))
+        return;
+    std::string err, seen;
+    PGconn *c = open_conn(opt_.pgbouncer, false, bouncer_label_, err);
+    if (c == nullptr) {
+        reload_pending_ = true;  // reload() reports the error, with backoff
+        return;
+    }
+    std::string why = check_applied(c, seen);
+    PQfinish(c);
+    if (why.empty())
+        say("pgbouncer at %s already has %s (SHOW DATABASES: %s)", endpoint(opt_.pgbouncer).c_str(),
+            opt_.output.c_str(), seen.c_str());
+    else
+        reload_pending_ = true;
+}
+
 bool Follower::reload()
 {
     std::string err, seen;
@@ -918,12 +946,14 @@ bool Follower::reload()
         err = "reload failed: cannot connect: " + err;
     } else {
         Result r(PQexec(c, "RELOAD"));
-        if (PQresultStatus(r.res) != PGRES_COMMAND_OK)
-            err = "reload failed: RELOAD: " + one_line(PQerrorMessage(c));
+        if (PQresultStatus(r.get()) != PGRES_COMMAND_OK)
+            err = "reload failed: RELOAD: " + one_line_pq(PQerrorMessage(c));
         else if (std::string why = check_applied(c, seen); !why.empty())
             err = "reload failed: " + why;
         PQfinish(c);
     }
+    if (err.find("not allowed") != std::string::npos || err.find("admin access needed") != std::string::npos)
+        err += "; " + admin_hint();
     if (err.empty()) {
         reload_pending_ = false;
         bouncer_failures_ = 0;
@@ -954,9 +984,9 @@ bool Follower::from_worker(int be_pid)
     if (be_pid == worker_pid_ && worker_pid_ != 0)
         return true;
     Result r(PQexec(src_, "SELECT pid FROM replica_router.worker_status()"));
-    if (PQresultStatus(r.res) != PGRES_TUPLES_OK || PQntuples(r.res) != 1) {
+    if (PQresultStatus(r.get()) != PGRES_TUPLES_OK || PQntuples(r.get()) != 1) {
         say("ignored a notification on channel replica_router from backend PID %d (cannot read the worker's PID: %s)",
-            be_pid, one_line(PQerrorMessage(src_)).c_str());
+            be_pid, one_line_pq(PQerrorMessage(src_)).c_str());
         return false;
     }
     int pid = std::atoi(r.str(0, 0).c_str());  // NULL (0): the worker is not running
@@ -1002,7 +1032,9 @@ bool Follower::drain_notifications(bool *lost)
 int Follower::run()
 {
     // Stay on the replica a previous run chose, while it qualifies.
-    read_in_file_ = alias_in_file(opt_.output, opt_.read_alias);
+    for (const std::string &alias : all_read_aliases())
+        if (auto t = alias_in_file(opt_.output, alias); t && t->host.find(',') == std::string::npos)
+            in_file_[alias] = *t;
     if (opt_.once) {
         bool ok = refresh();
         if (ok && reload_pending_)
@@ -1012,9 +1044,7 @@ int Follower::run()
     }
     say("following %s for operation %s into %s (%s, %s)", endpoint(opt_.source).c_str(), opt_.operation.c_str(),
         opt_.output.c_str(), opt_.read_alias.c_str(), opt_.write_alias.c_str());
-    // One RELOAD at start: pgbouncer matches the file even if a previous run
-    // stopped between writing it and reloading.
-    reload_pending_ = !opt_.pgbouncer.empty();
+    startup_check();
     next_refresh_ = next_reload_ = Clock::now();
     bool wake_now = true;
     while (!g_stop) {
@@ -1051,7 +1081,7 @@ int Follower::run()
             if (drain_notifications(&lost)) {
                 wake_now = true;
             } else if (lost) {
-                std::string err = "lost the connection: " + one_line(PQerrorMessage(src_));
+                std::string err = "lost the connection: " + one_line_pq(PQerrorMessage(src_));
                 close_source();
                 source_failed(err);
             }
@@ -1063,12 +1093,14 @@ int Follower::run()
 
 } // namespace
 
-int main(int argc, char **argv)
+int follow_main(int argc, char **argv)
 {
     Options opt = parse_options(argc, argv);
     if (!install_signals()) {
-        std::fprintf(stderr, "%s: cannot set up signal handling: %s\n", kProgram, std::strerror(errno));
+        std::fprintf(stderr, "%s: cannot set up signal handling: %s\n", g_program.c_str(), std::strerror(errno));
         return 1;
     }
     return Follower(std::move(opt)).run();
 }
+
+} // namespace rr
