@@ -16,6 +16,10 @@
 #      (p's own worker included)
 #   f. the old primary rewound (pg_rewind) and started as a standby of s1: a
 #      healthy replica on every node
+#   g. (during c and d) the check command and the follower, given every member
+#      as a multi-host source, answer from whichever member is up: during the
+#      outage the follower keeps its file (no primary is reachable); after
+#      the promotion it points writes at s1 and reads at s2
 use strict;
 use warnings;
 
@@ -123,6 +127,23 @@ like(ask($s1, "SELECT reason FROM replica_router.recommend('read')"), qr/healthy
 		'a registry change on a standby says to run it on the primary');
 }
 
+# Every member, as a multi-host libpq source for the client programs.
+my $members = sprintf('host=%s port=%s dbname=postgres', join(',', map { $node{$_}->host } qw(p s1 s2)),
+	join(',', map { $node{$_}->port } qw(p s1 s2)));
+my $tmp = PostgreSQL::Test::Utils::tempdir();
+my $cli = RRTest::tool('replica_router');
+
+# follow --once from every member: (exit code, stderr, the file's aliases).
+sub follow_once
+{
+	my ($file) = @_;
+	my ($rc, $out, $err) = RRTest::run_tool($cli, 'follow', '--source', $members, '--dbname', 'app',
+		'--output', $file, '--once');
+	my $content = -e $file ? slurp_file($file) : '';
+	my %port = $content =~ /^(app_\w+) = host=\S+ port=(\d+)/mg;
+	return ($rc, $err, { map { $_ => $name_of_port{ $port{$_} } // "port $port{$_}" } keys %port });
+}
+
 ###############################################################################
 # c. The primary stops: reads go on from live polls, writes say no primary
 ###############################################################################
@@ -142,6 +163,15 @@ like(ask($s1, "SELECT reason FROM replica_router.recommend('read')"), qr/healthy
 	my ($rc, $out, $err) = $s1->psql('postgres', "SELECT * FROM replica_router.recommend('write')");
 	like($err, qr/no primary is reachable/, 'the error says no primary is reachable');
 	like(view_of($s1), qr/^p=down,/, 'on s1, p is down');
+
+	# g. The client programs during the outage.
+	my ($crc, $cout) = RRTest::run_tool($cli, 'check', '-d', $members, 'lag', '--node', 's2');
+	is($crc, 0, "check, given every member, answers from a standby while p is down: $cout");
+	like($cout, qr/^REPLICA_ROUTER LAG OK/, 'the check says OK for s2');
+	my ($frc, $ferr, $aliases) = follow_once("$tmp/outage.ini");
+	isnt($frc, 0, 'follow --once during the outage fails: no primary to point writes at');
+	like($ferr, qr/no primary is reachable/, 'the follower says no primary is reachable');
+	ok(!-e "$tmp/outage.ini", 'the follower writes no file naming the dead primary');
 }
 
 ###############################################################################
@@ -172,6 +202,14 @@ like(ask($s1, "SELECT reason FROM replica_router.recommend('read')"), qr/healthy
 		'the same worker on s1 writes hints once promoted');
 	is(ask($s2, "SELECT primary_node FROM replica_router.heartbeat"), 's1',
 		"s1's heartbeat replicated to s2 names s1");
+
+	# g. The client programs after the failover, still given p first.
+	my ($frc, $ferr, $aliases) = follow_once("$tmp/after.ini");
+	is($frc, 0, 'follow --once from every member after the failover') or diag($ferr);
+	is(join(',', map { "$_=$aliases->{$_}" } sort keys %$aliases), 'app_read=s2,app_write=s1',
+		'the follower points writes at s1 and reads at s2');
+	my ($crc, $cout) = RRTest::run_tool($cli, 'check', '-d', $members, 'lag', '--node', 's2');
+	is($crc, 0, "check from every member after the failover: $cout");
 }
 
 ###############################################################################

@@ -91,8 +91,9 @@ write alias points at the primary (recommend('write')).
 
 The file is replaced only when its [databases] lines change, then pgbouncer gets
 RELOAD; the reload counts as done only when SHOW DATABASES shows the aliases where the
-file points. When the source is unreachable, its hints are too old (on a standby:
-heartbeat older than replica_router.standby_max_hint_age), no node qualifies or a host
+file points. When the source is unreachable, its hints are too old (on a standby with
+replica_router.observe = off: heartbeat older than standby_max_hint_age), no primary is
+reachable, no node qualifies or a host
 is not a plain host name, IP address or socket directory, the last good file stays as
 it is; errors are retried with backoff (up to 30s). On the primary only notifications
 sent by the replica_router worker's backend count. SIGTERM or SIGINT stops it.
@@ -367,14 +368,19 @@ struct Routing {
 // One statement, one snapshot: whether the source is a standby, whether its
 // replicated hints are fresh, the write target and every qualified node for
 // the read operation, best first.
-// Whether the source is a standby, whether its replicated hints are fresh,
-// and the write target.
 constexpr const char *kRoutingQuery =
     "SELECT s.standby, s.hints_too_old, w.node, w.host, w.port, w.role, w.reason"
     "  FROM (SELECT pg_catalog.pg_is_in_recovery() AS standby,"
-    "               pg_catalog.pg_is_in_recovery() AND coalesce("
-    "                   (SELECT pg_catalog.clock_timestamp() - h.primary_time"
-    "                             > pg_catalog.current_setting('replica_router.standby_max_hint_age')::interval"
+    // A standby whose own worker observes answers from live polls; one that
+    // does not (replica_router.observe = off) from the replicated hints,
+    // trusted while the primary's heartbeat is recent.
+    "               pg_catalog.pg_is_in_recovery()"
+    "               AND NOT coalesce(pg_catalog.current_setting('replica_router.observe', true)::boolean"
+    "                                AND (SELECT w.pid IS NOT NULL FROM replica_router.worker_status() w), false)"
+    "               AND coalesce("
+    "                   (SELECT pg_catalog.clock_timestamp() OPERATOR(pg_catalog.-) h.primary_time"
+    "                             OPERATOR(pg_catalog.>)"
+    "                           pg_catalog.current_setting('replica_router.standby_max_hint_age')::interval"
     "                      FROM replica_router.heartbeat h), true) AS hints_too_old) s"
     " CROSS JOIN replica_router.recommend('write') w";
 
