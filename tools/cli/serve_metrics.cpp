@@ -106,19 +106,16 @@ bool reachable(const std::string &state)
 
 } // namespace
 
-std::string render_metrics(const json &d, double fetched_unix)
-{
-    Exposition e;
-    bool standby = flag(d, "in_recovery");
-    e.family("replica_router_info", "gauge", "Always 1: the extension version and whether serve's source is a primary");
-    e.sample("replica_router_info", {{"version", str(d, "version")}, {"source_role", standby ? "standby" : "primary"}}, 1);
-    e.family("replica_router_source_is_primary", "gauge", "1 when serve reads a primary (a standby has no worker: no node series then)");
-    e.sample("replica_router_source_is_primary", {}, standby ? 0 : 1);
-    e.family("replica_router_snapshot_timestamp_seconds", "gauge", "When serve last read the views (UNIX time)");
-    e.sample("replica_router_snapshot_timestamp_seconds", {}, fetched_unix);
-    if (standby)
-        return e.take();
+namespace {
 
+// A gauge read from one key of each row.
+struct Gauge {
+    const char *name, *key, *help;
+};
+
+// Per replica: reachable, routable, state (a StateSet), lag and gaps.
+void render_replicas(Exposition &e, const json &d)
+{
     const json &nodes = d["nodes"];
     std::vector<std::string> states;
     std::set<std::string> routable_states;
@@ -147,9 +144,6 @@ std::string render_metrics(const json &d, double fetched_unix)
         for (const std::string &s : states)
             e.sample("replica_router_replica_state", {{"node", str(n, "node")}, {"state", s}}, s == str(n, "state") ? 1 : 0);
     });
-    struct Gauge {
-        const char *name, *key, *help;
-    };
     static const Gauge replica_gauges[] = {
         {"replica_router_replica_lag_seconds", "lag_seconds", "Replay lag: how long ago the primary passed the replica's replay position"},
         {"replica_router_replica_lag_bytes", "lag_bytes", "Replay lag in bytes of WAL"},
@@ -175,8 +169,12 @@ std::string render_metrics(const json &d, double fetched_unix)
         if (!std::isnan(s))
             e.sample("replica_router_replica_severity", node_labels(n), s);
     });
+}
 
-    // Per node, primary included.
+// Per node, primary included: connections and pool use.
+void render_nodes(Exposition &e, const json &d)
+{
+    const json &nodes = d["nodes"];
     auto all_labels = [&](const json &n) {
         return std::vector<std::pair<std::string, std::string>>{{"node", str(n, "node")}, {"role", str(n, "role")}, {"zone", str(n, "zone")}};
     };
@@ -204,8 +202,10 @@ std::string render_metrics(const json &d, double fetched_unix)
     for (const auto &n : nodes)
         if (n["pool"].is_object() && !std::isnan(severity(str(n["pool"], "severity"))))
             e.sample("replica_router_pool_severity", all_labels(n), severity(str(n["pool"], "severity")));
+}
 
-    // Slots.
+void render_slots(Exposition &e, const json &d)
+{
     const json &slots = d["slots"];
     auto slot_labels = [&](const json &s) {
         return std::vector<std::pair<std::string, std::string>>{{"slot", str(s, "slot_name")}, {"replica", str(s, "replica")}};
@@ -238,8 +238,10 @@ std::string render_metrics(const json &d, double fetched_unix)
         for (const auto &s : slots)
             if (!std::isnan(severity(str(s, "severity"))))
                 e.sample("replica_router_slot_severity", slot_labels(s), severity(str(s, "severity")));
+}
 
-    // Worker and cluster.
+void render_worker(Exposition &e, const json &d)
+{
     const json &w = d["worker"], &h = d["health"];
     e.family("replica_router_worker_up", "gauge", "1 when the polling worker runs and started a round recently");
     e.sample("replica_router_worker_up", {}, h.is_object() && flag(h, "worker_alive") ? 1 : 0);
@@ -269,6 +271,26 @@ std::string render_metrics(const json &d, double fetched_unix)
         e.family("replica_router_registered_replicas", "gauge", "Registered replicas");
         e.sample("replica_router_registered_replicas", {}, num(h, "registered_replicas", 0));
     }
+}
+
+} // namespace
+
+std::string render_metrics(const json &d, double fetched_unix)
+{
+    Exposition e;
+    bool standby = flag(d, "in_recovery");
+    e.family("replica_router_info", "gauge", "Always 1: the extension version and whether serve's source is a primary");
+    e.sample("replica_router_info", {{"version", str(d, "version")}, {"source_role", standby ? "standby" : "primary"}}, 1);
+    e.family("replica_router_source_is_primary", "gauge", "1 when serve reads a primary (from a standby serve gives no node series: a scrape of a standby never pages)");
+    e.sample("replica_router_source_is_primary", {}, standby ? 0 : 1);
+    e.family("replica_router_snapshot_timestamp_seconds", "gauge", "When serve last read the views (UNIX time)");
+    e.sample("replica_router_snapshot_timestamp_seconds", {}, fetched_unix);
+    if (standby)
+        return e.take();
+    render_replicas(e, d);
+    render_nodes(e, d);
+    render_slots(e, d);
+    render_worker(e, d);
     return e.take();
 }
 
