@@ -31,6 +31,7 @@ void resolve_route(const DecideInput &in, Decision &d) noexcept
     req.min_lsn = in.min_lsn;
     req.zone = in.zone;
     req.primary_lsn = in.primary_lsn;
+    req.primary_lsn_now = in.primary_lsn_now;
     if (route == nullptr) {
         d.target = Target::primary;
         d.outcome = in.strict_operations ? Outcome::unknown_operation : Outcome::primary;

@@ -23,6 +23,7 @@ struct DecideInput {
     const RouteRow *routes;      // nullptr: built-in read/write only
     std::size_t nroutes;
     Lsn primary_lsn;             // the primary's WAL write position now; 0 = unknown (RouteRequest)
+    Lsn (*primary_lsn_now)() noexcept;  // or how to read it when needed (RouteRequest)
 };
 
 enum class Outcome {

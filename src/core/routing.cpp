@@ -267,10 +267,13 @@ bool qualifies(const NodeHint &h, const RouteRequest &req, char *why, std::size_
     // has written since, the poll's age counts as lag.
     // The lag's upper bound when the worker gave one (lag is an estimate
     // that can be short by up to a poll interval).
-    bool has_all = req.primary_lsn != 0 && h.replay_lsn >= req.primary_lsn;
     Micros age = h.lag_at != 0 && req.now > h.lag_at ? req.now - h.lag_at : 0;
     Micros seen = h.lag_at != 0 && h.lag_bound > h.lag ? h.lag_bound : h.lag;
-    if (!has_all && seen >= 0 && seen + age > req.max_lag) {
+    auto has_all = [&h, &req]() noexcept {
+        Lsn primary = req.primary_lsn != 0 ? req.primary_lsn : req.primary_lsn_now ? req.primary_lsn_now() : 0;
+        return primary != 0 && h.replay_lsn >= primary;
+    };
+    if (seen >= 0 && seen + age > req.max_lag && !has_all()) {
         char lag[32], ago[32], max[32];
         format_lag(lag, sizeof lag, seen);
         format_lag(ago, sizeof ago, age);

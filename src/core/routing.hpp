@@ -74,10 +74,13 @@ struct RouteRequest {
     Micros stale_after = 0;
     Balance balance = Balance::round_robin;
     const char *zone = nullptr;  // preferred zone, or none
-    // The primary's WAL write position now (0: unknown, e.g. on a standby).
-    // A replica whose last seen replay position is at least this has
-    // everything the primary has written, however old that poll.
+    // The primary's WAL write position now (0: unknown, e.g. on a standby),
+    // or a function that reads it, asked only for a replica whose poll's
+    // age would otherwise count (reading it takes a server-wide spinlock:
+    // not on every call). A replica whose last seen replay position is at
+    // least this has everything the primary has written, however old that poll.
     Lsn primary_lsn = 0;
+    Lsn (*primary_lsn_now)() noexcept = nullptr;
 };
 
 // Does the replica qualify? If not, `why` says so in a few words.

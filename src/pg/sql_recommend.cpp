@@ -67,6 +67,13 @@ struct Args {
     char zone[kNameLen];
 };
 
+// The primary's WAL write position, read only when a replica's poll age
+// would otherwise count (a spinlock every backend shares).
+Lsn write_position() noexcept
+{
+    return GetXLogWriteRecPtr();
+}
+
 void parse_args(FunctionCallInfo fcinfo, Args &a)
 {
     memset(&a, 0, sizeof a);
@@ -106,7 +113,8 @@ void parse_args(FunctionCallInfo fcinfo, Args &a)
     a.in.now = judge_time();
     // max_lag holds at answer time; a replica that had replayed past the
     // primary's current position needs no allowance for its poll's age.
-    a.in.primary_lsn = RecoveryInProgress() ? 0 : GetXLogWriteRecPtr();
+    a.in.primary_lsn = 0;
+    a.in.primary_lsn_now = RecoveryInProgress() ? nullptr : write_position;
     a.in.stale_after = static_cast<Micros>(rr_stale_after_ms) * 1000;
     a.in.default_max_lag = static_cast<Micros>(rr_max_lag_ms) * 1000;
     a.in.default_balance = static_cast<Balance>(rr_balance);
