@@ -416,6 +416,27 @@ struct Parsed {
     std::exit(2);
 }
 
+// The value of --NAME, an integer from lo to hi, else a usage error saying so.
+long integer_option(const char *name, const char *value, long lo, long hi)
+{
+    char *end = nullptr;
+    long v = std::strtol(value, &end, 10);
+    if (*value == '\0' || *end != '\0' || v < lo || v > hi)
+        usage_error(std::string("invalid --") + name + " \"" + value + "\": " + std::to_string(lo) + " to " +
+                    std::to_string(hi));
+    return v;
+}
+
+// The value of --NAME, a duration from min_s to max_s seconds, else a usage
+// error with `range` (how the range is written for people).
+double duration_option(const char *name, const char *value, double min_s, double max_s, const char *range)
+{
+    auto v = parse_duration(value, "ms");
+    if (!v || *v < min_s || *v > max_s)
+        usage_error(std::string("invalid --") + name + " \"" + value + "\": " + range);
+    return *v;
+}
+
 ServeOptions parse_options(int argc, char **argv)
 {
     ServeOptions o;
@@ -428,13 +449,6 @@ ServeOptions parse_options(int argc, char **argv)
         {nullptr, 0, nullptr, 0}};
     opterr = 0;
     optind = 1;
-    auto integer = [](const char *s, long lo, long hi) -> std::optional<long> {
-        char *end = nullptr;
-        long v = std::strtol(s, &end, 10);
-        if (*s == '\0' || *end != '\0' || v < lo || v > hi)
-            return std::nullopt;
-        return v;
-    };
     for (;;) {
         int ch = getopt_long(argc, argv, ":V?", longopts, nullptr);
         if (ch == -1)
@@ -443,34 +457,14 @@ ServeOptions parse_options(int argc, char **argv)
         switch (ch) {
         case SOURCE: o.source = optarg; break;
         case LISTEN: o.listen = optarg; break;
-        case PORT: {
-            auto v = integer(optarg, 0, 65535);
-            if (!v)
-                usage_error(std::string("invalid --port \"") + optarg + "\": 0 to 65535");
-            o.port = static_cast<int>(*v);
+        case PORT: o.port = static_cast<int>(integer_option("port", optarg, 0, 65535)); break;
+        case INTERVAL:
+            o.interval_s = duration_option("interval", optarg, 0.01, 3600, "a duration from 10ms to 1h, e.g. 500ms");
             break;
-        }
-        case INTERVAL: {
-            auto v = parse_duration(optarg, "ms");
-            if (!v || *v < 0.01 || *v > 3600)
-                usage_error(std::string("invalid --interval \"") + optarg + "\": a duration from 10ms to 1h, e.g. 500ms");
-            o.interval_s = *v;
+        case STALE:
+            o.stale_after_s = duration_option("stale-after", optarg, 0.1, 86400, "a duration from 100ms to 1d, e.g. 3s");
             break;
-        }
-        case STALE: {
-            auto v = parse_duration(optarg, "ms");
-            if (!v || *v < 0.1 || *v > 86400)
-                usage_error(std::string("invalid --stale-after \"") + optarg + "\": a duration from 100ms to 1d, e.g. 3s");
-            o.stale_after_s = *v;
-            break;
-        }
-        case THREADS: {
-            auto v = integer(optarg, 1, 256);
-            if (!v)
-                usage_error(std::string("invalid --threads \"") + optarg + "\": 1 to 256");
-            o.threads = static_cast<int>(*v);
-            break;
-        }
+        case THREADS: o.threads = static_cast<int>(integer_option("threads", optarg, 1, 256)); break;
         case 'V':
             print_version();
             std::exit(0);
