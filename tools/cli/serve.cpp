@@ -118,6 +118,13 @@ struct Server {
         return true;
     }
 
+    // A request that takes no parameters: the snapshot, or nullptr with the
+    // answer set (400 for a parameter, 503 for no or old data).
+    std::shared_ptr<const Snapshot> plain_get(const httplib::Request &req, httplib::Response &res, double &age)
+    {
+        return params(req, res, {}) ? fresh(res, age) : nullptr;
+    }
+
     // The snapshot, or 503 (none yet, or older than stale_after).
     std::shared_ptr<const Snapshot> fresh(httplib::Response &res, double &age)
     {
@@ -259,10 +266,8 @@ struct Server {
 
     void primary_check(const httplib::Request &req, httplib::Response &res)
     {
-        if (!params(req, res, {}))
-            return;
         double age = 0;
-        auto snap = fresh(res, age);
+        auto snap = plain_get(req, res, age);
         if (!snap)
             return;
         bool ok = !snap->data.value("in_recovery", true);
@@ -280,10 +285,8 @@ struct Server {
     // JSON views: the snapshot's pieces.
     void view(const httplib::Request &req, httplib::Response &res, const std::string &which)
     {
-        if (!params(req, res, {}))
-            return;
         double age = 0;
-        auto snap = fresh(res, age);
+        auto snap = plain_get(req, res, age);
         if (!snap)
             return;
         const json &d = snap->data;
@@ -371,10 +374,8 @@ struct Server {
 
     void metrics(const httplib::Request &req, httplib::Response &res)
     {
-        if (!params(req, res, {}))
-            return;
         double age = 0;
-        auto snap = fresh(res, age);
+        auto snap = plain_get(req, res, age);
         if (!snap)
             return;
         char tail[512];
