@@ -5,7 +5,7 @@ set -euo pipefail
 PKGS=(g++ make cmake pkg-config postgresql-15 postgresql-server-dev-15 libpq-dev libboost-dev
       libipc-run-perl postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl pgbouncer
       perl iproute2 nftables procps
-      libcpp-httplib-dev nlohmann-json3-dev prometheus haproxy chromium python3-psycopg apache2-utils)
+      libcpp-httplib-dev nlohmann-json3-dev prometheus haproxy chromium python3-psycopg apache2-utils systemd)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

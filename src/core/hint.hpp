@@ -72,6 +72,7 @@ struct NodeHint {
     Lsn current_lsn;           // out of recovery: pg_current_wal_lsn(); else 0
     int32_t sender_port;       // in recovery: its WAL receiver's upstream; 0 = none
     bool is_local;             // the entry is this very server
+    bool may_lead;             // its connection string was set by a superuser: it may be elected primary
     char sender_host[kHostLen];
     // Poll timing (rto.hpp) and the age of the figures (issue #12).
     Micros poll_since;     // start of the poll in flight, 0 = none

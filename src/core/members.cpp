@@ -83,7 +83,10 @@ PrimaryChoice choose_primary(const NodeHint *const *nodes, std::size_t n, const 
     };
     for (std::size_t i = 0; i < n; ++i) {
         const NodeHint &h = *nodes[i];
-        if (!h.enabled || !poll_ok(h) || h.in_recovery || h.system_id != local.system_id)
+        // A member registered by a role that is not a superuser never becomes
+        // the write target: it could be a server that only claims to be one
+        // of ours (the system identifier is no secret).
+        if (!h.enabled || !poll_ok(h) || h.in_recovery || h.system_id != local.system_id || !h.may_lead)
             continue;
         int idx = static_cast<int>(i);
         if (h.is_local) {

@@ -318,6 +318,7 @@ void sync_registry(const NodeRow *rows, int n, Micros now)
                      "the connection string is longer than 1023 bytes and is not used: register it again");
         }
         t.hint.has_bouncer = static_cast<bool>(t.bouncer);
+        t.hint.may_lead = row.conninfo_trusted;
         t.cfg = row;
         next.push_back(std::move(t));
     }

@@ -643,6 +643,7 @@ NodeHint member(const char *name, bool in_recovery, int32_t port, uint32_t tli, 
     h.timeline = static_cast<int32_t>(tli);
     h.current_lsn = in_recovery ? 0 : lsn;
     h.system_id = 42;
+    h.may_lead = true;
     return h;
 }
 
@@ -687,6 +688,10 @@ void member_tests()
     b.enabled = false;
     CHECK(choose_primary(m, 3, standby).index == 0);
     b.enabled = true;
+    // Registered by a role that is not a superuser: never the primary.
+    b.may_lead = false;
+    CHECK(choose_primary(m, 3, standby).index == 0);
+    b.may_lead = true;
 
     // On the same timeline, the one the replicas follow wins, whatever its LSN.
     NodeHint x = member("x", false, 6000, 3, 10), y = member("y", false, 6001, 3, 500), r = member("r", true, 6002, 3, 0);
