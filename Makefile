@@ -64,16 +64,22 @@ $(CORE_SRCS:.cpp=.o): CPPFLAGS = -Isrc/core -I$(shell $(PG_CONFIG) --includedir)
 # LINK_DIR=/usr/local/bin also links the three names there (PATH).
 RR_VERSION := $(shell sed -n "s/^default_version *= *'\([^']*\)'.*/\1/p" $(CURDIR)/replica_router.control)
 CLI_SRCS = $(wildcard tools/cli/*.cpp)
-CLI_OBJS = $(patsubst tools/cli/%.cpp,tools/cli/obj/%.o,$(CLI_SRCS))
+# The Prometheus exposition is the extension's own (src/core), so serve's
+# /metrics and the SQL metrics() never differ.
+CLI_CORE_SRCS = src/core/exposition.cpp
+CLI_OBJS = $(patsubst tools/cli/%.cpp,tools/cli/obj/%.o,$(CLI_SRCS)) $(patsubst src/core/%.cpp,tools/cli/obj/core_%.o,$(CLI_CORE_SRCS))
 # -Wno-maybe-uninitialized: GCC 12 reports false positives inside <regex>
 # (which cpp-httplib uses) when built with -fsanitize=address (the suite's ASan stage).
 CLI_CXXFLAGS = -std=c++20 -O2 -g -Wall -Wextra -Wno-maybe-uninitialized $(if $(WERROR),-Werror) -DRR_VERSION='"$(RR_VERSION)"' \
-	-I$(shell $(PG_CONFIG) --includedir) $(shell pkg-config --cflags cpp-httplib) $(EXTRA_CXXFLAGS)
+	-Isrc/core -I$(shell $(PG_CONFIG) --includedir) $(shell pkg-config --cflags cpp-httplib) $(EXTRA_CXXFLAGS)
 CLI_LIBS = -L$(shell $(PG_CONFIG) --libdir) -lpq $(shell pkg-config --libs cpp-httplib) -pthread $(EXTRA_LDFLAGS)
 TOOL_NAMES = replica_router_check replica_router_follower
 TOOLS = tools/replica_router $(addprefix tools/,$(TOOL_NAMES))
 all: $(TOOLS)
 tools/cli/obj/%.o: tools/cli/%.cpp $(wildcard tools/cli/*.hpp) replica_router.control
+	@mkdir -p tools/cli/obj
+	$(CXX) $(CLI_CXXFLAGS) -c $< -o $@
+tools/cli/obj/core_%.o: src/core/%.cpp src/core/%.hpp
 	@mkdir -p tools/cli/obj
 	$(CXX) $(CLI_CXXFLAGS) -c $< -o $@
 tools/replica_router: $(CLI_OBJS)

@@ -122,10 +122,6 @@ ALTER TABLE replica_router.routes ADD CONSTRAINT routes_max_lag_check
 ------------------------------------------------------------------------------
 -- @include objects/_worst.sql
 
--- @include objects/_label.sql
-
-ALTER FUNCTION replica_router.metrics() SET search_path = pg_catalog, pg_temp;
-
 -- A value as libpq reads it: quoted when it is empty or holds a space, a
 -- quote or a backslash (a host of '10.0.0.1 sslmode=disable' stays one value).
 CREATE FUNCTION replica_router._conninfo_value(value text) RETURNS text
@@ -235,6 +231,18 @@ GRANT EXECUTE ON FUNCTION replica_router._assert_writable(), replica_router.add_
     TO replica_router_admin;
 
 ------------------------------------------------------------------------------
+-- Metrics follow Prometheus' conventions (the families of replica_router
+-- serve's /metrics; CHANGELOG.md lists the renamed series), rendered in C from
+-- one JSON document of the views.
+------------------------------------------------------------------------------
+-- @include objects/snapshot.sql
+
+-- @include objects/metrics.sql
+
+-- Label escaping moved into the renderer with the old SQL body.
+DROP FUNCTION replica_router._label(text);
+
+------------------------------------------------------------------------------
 -- Privileges. Members of replica_router_admin write the registry themselves
 -- (the functions run as the caller); the triggers and checks hold for any path.
 ------------------------------------------------------------------------------
@@ -243,7 +251,7 @@ REVOKE ALL ON FUNCTION replica_router._check_privilege(text, text, text), replic
     replica_router.states(),
     replica_router._conninfo_value(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION replica_router.worker_status(), replica_router._conninfo_value(text),
-    replica_router.states() TO PUBLIC;
+    replica_router.states(), replica_router.snapshot(), replica_router.metrics() TO PUBLIC;
 GRANT SELECT ON replica_router.health TO PUBLIC;
 GRANT INSERT, UPDATE, DELETE ON replica_router.nodes TO replica_router_admin;
 GRANT EXECUTE ON FUNCTION replica_router._check_privilege(text, text, text), replica_router._hide_statement(),

@@ -1,7 +1,7 @@
 -- Privileges: everyone may route and look; members of replica_router_admin
 -- register nodes; SECURITY DEFINER functions pin their search_path.
 BEGIN;
-SELECT plan(58);
+SELECT plan(59);
 
 CREATE ROLE rr_tap_plain LOGIN;
 CREATE ROLE rr_tap_admin LOGIN IN ROLE replica_router_admin;
@@ -18,6 +18,7 @@ SELECT function_privs_are('replica_router', 'worker_status', ARRAY[]::name[], 'p
 SELECT function_privs_are('replica_router', 'write_lsn', ARRAY[]::name[], 'public', ARRAY['EXECUTE']);
 SELECT function_privs_are('replica_router', 'mask_conninfo', ARRAY['text'], 'public', ARRAY['EXECUTE']);
 SELECT function_privs_are('replica_router', 'metrics', ARRAY[]::name[], 'public', ARRAY['EXECUTE']);
+SELECT function_privs_are('replica_router', 'snapshot', ARRAY[]::name[], 'public', ARRAY['EXECUTE']);
 
 SELECT table_privs_are('replica_router', 'routing_hints', 'public', ARRAY['SELECT']);
 SELECT table_privs_are('replica_router', 'heartbeat', 'public', ARRAY['SELECT']);

@@ -1,7 +1,7 @@
 -- The monitoring views: columns, types, privileges, and that a role with
 -- PUBLIC's rights only can read every column of them.
 BEGIN;
-SELECT plan(23);
+SELECT plan(26);
 
 SELECT columns_are('replica_router', 'lag', ARRAY[
     'node', 'state', 'matched_by', 'application_name', 'client_addr', 'walsender_state', 'sync_state',
@@ -37,6 +37,8 @@ SELECT columns_are('replica_router', 'health', ARRAY[
 SELECT col_type_is('replica_router', 'health', 'worker_alive', 'boolean', 'health.worker_alive is boolean');
 
 SELECT function_returns('replica_router', 'metrics', ARRAY[]::text[], 'text');
+SELECT function_returns('replica_router', 'snapshot', ARRAY[]::text[], 'json');
+SELECT is(json_typeof(replica_router.snapshot() -> 'nodes'), 'array', 'snapshot() holds the nodes');
 
 SELECT table_privs_are('replica_router', 'slot_health', 'public', ARRAY['SELECT']);
 SELECT table_privs_are('replica_router', 'pool_state', 'public', ARRAY['SELECT']);
@@ -49,6 +51,7 @@ SELECT lives_ok($$SELECT * FROM replica_router.pool_state$$, 'a plain role reads
 SELECT lives_ok($$SELECT * FROM replica_router.slot_health$$, 'a plain role reads slot_health');
 SELECT is((SELECT count(*)::int FROM replica_router.health), 1, 'health has exactly one row for a plain role');
 SELECT ok(replica_router.metrics() ~ '^# HELP replica_router_', 'a plain role gets metrics()');
+SELECT ok(replica_router.metrics() ~ E'\nreplica_router_info\\{version="[0-9.]+",source_role="primary"\\} 1\n', 'metrics() says the version and that it reads a primary');
 RESET ROLE;
 
 SELECT * FROM finish();

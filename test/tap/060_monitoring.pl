@@ -199,10 +199,10 @@ sub metrics_ok
 		'replica_router_replica_lag_seconds{node="s1"} ',
 		'replica_router_replica_up{node="s2"} 1',
 		'replica_router_replica_severity{node="s1"} 0',
-		'replica_router_slot_retained_bytes{slot="s1"} ',
-		'replica_router_slot_active{slot="s2"} 1',
-		'replica_router_pool_utilisation_ratio{node="s1",role="replica"} ',
-		'replica_router_pool_waiting_clients{node="s1"} 0',
+		'replica_router_slot_retained_bytes{slot="s1",replica="s1"} ',
+		'replica_router_slot_active{slot="s2",replica="s2"} 1',
+		'replica_router_node_connection_utilisation_ratio{node="s1",role="replica"} ',
+		'replica_router_pgbouncer_waiting_clients{node="s1",role="replica"} 0',
 		'replica_router_worker_up 1',
 		'replica_router_cluster_severity 0')
 	{
@@ -241,7 +241,7 @@ check_is(['pools'], 1, qr/^REPLICA_ROUTER POOLS WARNING - s1 \d+ clients? waitin
 check_is(['health'], 1, qr/^REPLICA_ROUTER HEALTH WARNING - pool s1 warning; /, 'pgbouncer waiting clients');
 {
 	my $m = metrics_ok('pgbouncer waiting');
-	like($m, qr/^replica_router_pool_waiting_clients\{node="s1"\} [1-9]/m, 'metrics: waiting clients of s1');
+	like($m, qr/^replica_router_pgbouncer_waiting_clients\{node="s1",role="replica"\} [1-9]/m, 'metrics: waiting clients of s1');
 }
 
 $_->q('COMMIT') for @through;
@@ -363,6 +363,16 @@ check_is(['lag'], 0, qr/^REPLICA_ROUTER LAG OK - .* \| s1=[\d.]+s;1;3;0 s2=[\d.]
 		'replay paused');
 	my $m = metrics_ok('replay paused');
 	like($m, qr/^replica_router_replica_severity\{node="s1"\} 2$/m, 'metrics: s1 lag severity 2');
+	# Prometheus' conventions: *_up is reachable (a lagging replica answers),
+	# *_routable whether reads go there; the state a StateSet over every state.
+	like($m, qr/^replica_router_replica_up\{node="s1"\} 1$/m, 'metrics: s1 lags critically, and is up (it answers)');
+	my ($state) = $m =~ /^replica_router_replica_state\{node="s1",state="([a-z]+)"\} 1$/m;
+	my $routable = $rr->q("SELECT routable::int FROM replica_router.states() WHERE state = '" . ($state // '') . "'");
+	like($m, qr/^replica_router_replica_routable\{node="s1"\} $routable$/m, "metrics: routable $routable as its state ($state) is");
+	my @states = split /\n/, $rr->q('SELECT state FROM replica_router.states() ORDER BY state');
+	my @set = $m =~ /^replica_router_replica_state\{node="s1",state="([a-z]+)"\} [01]$/mg;
+	is(join(',', sort @set), join(',', @states), 'metrics: s1 state is a StateSet over every state');
+	is(scalar(() = $m =~ /^replica_router_replica_state\{node="s1",state="[a-z]+"\} 1$/mg), 1, 'metrics: one state of s1 is 1');
 	like($m, qr/^replica_router_cluster_severity 2$/m, 'metrics: cluster severity 2');
 
 	$s1->safe_psql('postgres', 'SELECT pg_wal_replay_resume()');
@@ -434,9 +444,9 @@ check_is(['lag'], 2, qr/^REPLICA_ROUTER LAG CRITICAL - s2 (down|stale) \(.* \| s
 check_is(['health'], 2, qr/^REPLICA_ROUTER HEALTH CRITICAL - .*slot s2 critical.*; 1\/2 replicas healthy/, 's2 stopped');
 {
 	my $m = metrics_ok('s2 stopped');
-	like($m, qr/^replica_router_slot_active\{slot="s2"\} 0$/m, 'metrics: slot s2 inactive');
-	like($m, qr/^replica_router_slot_severity\{slot="s2"\} 2$/m, 'metrics: slot s2 severity 2');
-	like($m, qr/^replica_router_slot_retained_bytes\{slot="s2"\} \d+$/m, 'metrics: slot s2 retained bytes');
+	like($m, qr/^replica_router_slot_active\{slot="s2",replica="s2"\} 0$/m, 'metrics: slot s2 inactive');
+	like($m, qr/^replica_router_slot_severity\{slot="s2",replica="s2"\} 2$/m, 'metrics: slot s2 severity 2');
+	like($m, qr/^replica_router_slot_retained_bytes\{slot="s2",replica="s2"\} \d+$/m, 'metrics: slot s2 retained bytes');
 	like($m, qr/^replica_router_replica_up\{node="s2"\} 0$/m, 'metrics: s2 down');
 }
 

@@ -93,7 +93,7 @@ like($serve->log, qr/listening on http:\/\/127\.0\.0\.1:\d+\//, 'serve says wher
 	my @states = $m =~ /^replica_router_replica_state\{node="s1",state="(\w+)"\} [01]$/mg;
 	cmp_ok(scalar @states, '>=', 10, 'replica_state is a StateSet: one series per state (' . join(',', @states) . ')');
 	is(scalar(() = $m =~ /^replica_router_replica_state\{node="s1",state="\w+"\} 1$/mg), 1, 'StateSet: exactly one state is 1');
-	like($m, qr/^replica_router_node_max_connections\{node="primary",role="primary",zone=""\} \d+$/m, 'node_max_connections');
+	like($m, qr/^replica_router_node_max_connections\{node="primary",role="primary"\} \d+$/m, 'node_max_connections (no zone: no empty label)');
 	like($m, qr/^replica_router_replica_last_success_timestamp_seconds\{node="s1",zone="zs1"\} \d{10}/m, 'last success as a timestamp');
 	like($m, qr/^replica_router_snapshot_age_seconds [\d.]+$/m, 'the data age as a metric');
 	unlike($m, qr/pool_lock_waiting/, 'no unit-less names (pool_lock_waiting is now node_lock_waiting_connections)');
@@ -101,6 +101,22 @@ like($serve->log, qr/listening on http:\/\/127\.0\.0\.1:\d+\//, 'serve says wher
 	my %typed = map { $_ => 1 } $m =~ /^# TYPE (\w+) /mg;
 	my @untyped = grep { !$typed{$_} } map { /^(\w+)/ ? $1 : () } grep { !/^#/ } split /\n/, $m;
 	is(scalar @untyped, 0, 'every sample has a TYPE line') or diag("@untyped");
+
+	# One renderer: the SQL function metrics() gives the same families as
+	# serve (serve adds only its own snapshot_* and serve_* series).
+	my $families = sub { my %f = map { $_ => 1 } $_[0] =~ /^# TYPE (\w+) /mg; return join ',', sort keys %f; };
+	(my $serve_own = $families->($m)) =~ s/(^|,)replica_router_(snapshot|serve)_\w+//g;
+	$serve_own =~ s/^,//;
+	is($families->($rr->q('SELECT replica_router.metrics()')), $serve_own, "SQL metrics() and serve's /metrics: the same families");
+
+	# On a standby: its own observer's live view, marked as not a primary's.
+	my $sm;
+	wait_until(30, sub { $sm = $s1->safe_psql('postgres', 'SELECT replica_router.metrics()'); $sm =~ /^replica_router_replica_up\{node="s2",zone="zs2"\} 1$/m }, 0.1)
+	  or diag($sm);
+	like($sm, qr/^replica_router_info\{version="1\.2",source_role="standby"\} 1$/m, 'metrics() on a standby: source_role="standby"');
+	like($sm, qr/^replica_router_source_is_primary 0$/m, 'metrics() on a standby: source_is_primary 0');
+	like($sm, qr/^replica_router_replica_up\{node="s2",zone="zs2"\} 1$/m, 'metrics() on a standby: its live view of s2');
+	unlike($sm, qr/node="s[12]",role="primary"/, 'metrics() on a standby: no standby labelled primary');
 }
 
 ###############################################################################

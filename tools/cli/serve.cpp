@@ -378,13 +378,15 @@ struct Server {
         auto snap = plain_get(req, res, age);
         if (!snap)
             return;
-        char tail[512];
+        char tail[768];
         std::snprintf(tail, sizeof tail,
+                      "# HELP replica_router_snapshot_timestamp_seconds When serve last read the views (UNIX time)\n"
+                      "# TYPE replica_router_snapshot_timestamp_seconds gauge\nreplica_router_snapshot_timestamp_seconds %.3f\n"
                       "# HELP replica_router_snapshot_age_seconds Age of the data served (serve re-reads every interval)\n"
                       "# TYPE replica_router_snapshot_age_seconds gauge\nreplica_router_snapshot_age_seconds %.3f\n"
                       "# HELP replica_router_serve_refreshes_total Snapshots read since serve started\n"
                       "# TYPE replica_router_serve_refreshes_total counter\nreplica_router_serve_refreshes_total %lld\n",
-                      age, src.refreshes());
+                      snap->fetched_unix, age, src.refreshes());
         res.set_content(snap->metrics + tail, "text/plain; version=0.0.4; charset=utf-8");
     }
 

@@ -1,18 +1,26 @@
-// Prometheus text exposition of a serve snapshot (GET /metrics).
+// Prometheus text exposition of one snapshot document (replica_router.snapshot()):
+// the SQL function metrics() and serve's GET /metrics both render it here, so
+// the two never differ.
 //
 // Conventions (https://prometheus.io/docs/practices/naming/): a unit or noun
 // on every name; *_up means reachable (a lagging replica that answers is up,
 // *_routable says whether reads go there); states as a StateSet (one series
 // per state, 1 for the current one, 0 for the others), so a state change
 // never leaves a series dangling; timestamps as *_timestamp_seconds;
-// counters end in _total. Labels: node, role, zone, slot, state. A source
-// that is a standby (serve could only reach one) labels nobody primary: its
-// views describe no live cluster, so only info and source series are shown.
+// counters end in _total. Labels: node, role, zone, slot, state. Read on a
+// standby, the series are that node's live view (its worker observes), with
+// source_is_primary 0: roles come from polling, so a standby is never
+// labelled primary, and the shipped alert rules page only from a primary's
+// figures.
+#include "exposition.hpp"
+
 #include <nlohmann/json.hpp>
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <stdexcept>
 #include <set>
 #include <string>
 #include <vector>
@@ -46,8 +54,9 @@ std::string number(double v)
     if (std::isinf(v))
         return v > 0 ? "+Inf" : "-Inf";
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%.17g", v);
-    return buf;
+    // The shortest text that reads back as the same double (0.1, not 0.10000000000000001).
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    return ec == std::errc() ? std::string(buf, end) : std::string("NaN");
 }
 
 class Exposition {
@@ -60,15 +69,15 @@ class Exposition {
     void sample(const std::string &name, const std::vector<std::pair<std::string, std::string>> &labels, double v)
     {
         out_ += name;
-        if (!labels.empty()) {
-            out_ += '{';
-            bool first = true;
-            for (const auto &[k, val] : labels) {
-                out_ += (first ? "" : ",") + k + "=\"" + label_value(val) + "\"";
-                first = false;
-            }
-            out_ += '}';
+        bool first = true;
+        for (const auto &[k, val] : labels) {
+            if (val.empty())
+                continue;  // to Prometheus an empty label is no label (a node without a zone)
+            out_ += (first ? "{" : ",") + k + "=\"" + label_value(val) + "\"";
+            first = false;
         }
+        if (!first)
+            out_ += '}';
         out_ += ' ' + number(v) + '\n';
     }
     std::string take() { return std::move(out_); }
@@ -189,7 +198,9 @@ void render_nodes(Exposition &e, const json &d)
     e.family("replica_router_node_connection_utilisation_ratio", "gauge", "Connections over usable connections (max_connections minus reserved), 0..1");
     for (const auto &n : nodes)
         if (n["pool"].is_object() && !std::isnan(num(n["pool"], "utilisation_pct")))
-            e.sample("replica_router_node_connection_utilisation_ratio", all_labels(n), num(n["pool"], "utilisation_pct") / 100);
+            // The view's percentage has one decimal: 14.3 % is 0.143, not 0.14300000000000002.
+            e.sample("replica_router_node_connection_utilisation_ratio", all_labels(n),
+                     std::round(num(n["pool"], "utilisation_pct") * 100) / 10000);
     e.family("replica_router_node_lock_waiting_connections", "gauge", "Connections waiting on a lock on the node");
     for (const auto &n : nodes)
         if (n["pool"].is_object() && !std::isnan(num(n["pool"], "waiting_on_locks")))
@@ -275,23 +286,27 @@ void render_worker(Exposition &e, const json &d)
 
 } // namespace
 
-std::string render_metrics(const json &d, double fetched_unix)
+std::string render_metrics(const json &d)
 {
     Exposition e;
     bool standby = flag(d, "in_recovery");
-    e.family("replica_router_info", "gauge", "Always 1: the extension version and whether serve's source is a primary");
+    e.family("replica_router_info", "gauge", "Always 1: the extension version and whether the figures come from a primary");
     e.sample("replica_router_info", {{"version", str(d, "version")}, {"source_role", standby ? "standby" : "primary"}}, 1);
-    e.family("replica_router_source_is_primary", "gauge", "1 when serve reads a primary (from a standby serve gives no node series: a scrape of a standby never pages)");
+    e.family("replica_router_source_is_primary", "gauge", "1 when the figures come from the primary (the shipped alert rules page only then)");
     e.sample("replica_router_source_is_primary", {}, standby ? 0 : 1);
-    e.family("replica_router_snapshot_timestamp_seconds", "gauge", "When serve last read the views (UNIX time)");
-    e.sample("replica_router_snapshot_timestamp_seconds", {}, fetched_unix);
-    if (standby)
-        return e.take();
     render_replicas(e, d);
     render_nodes(e, d);
     render_slots(e, d);
     render_worker(e, d);
     return e.take();
+}
+
+std::string render_metrics(const char *snapshot_text)
+{
+    json d = json::parse(snapshot_text);
+    if (!d.is_object() || !d["nodes"].is_array())
+        throw std::runtime_error("the snapshot document has no nodes");
+    return render_metrics(d);
 }
 
 } // namespace rr
