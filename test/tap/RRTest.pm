@@ -119,7 +119,8 @@ wal_keep_size = '64MB'
 # new(standbys => [names], conf => extra postgresql.conf lines (after the
 # defaults above, so they may override them), register => 1 (add_replica and
 # wait until healthy), slots => 0 (1: each standby streams from a physical
-# replication slot named after it))
+# replication slot named after it), extension => 1 (0: no CREATE EXTENSION,
+# for a test that runs it itself; then register must be 0))
 sub new
 {
 	my ($class, %args) = @_;
@@ -133,7 +134,7 @@ sub new
 	$primary->init(allows_streaming => 1);
 	$primary->append_conf('postgresql.conf', $default_conf . ($args{conf} // ''));
 	$primary->start;
-	$primary->safe_psql('postgres', 'CREATE EXTENSION replica_router');
+	$primary->safe_psql('postgres', 'CREATE EXTENSION replica_router') if $args{extension} // 1;
 	$primary->backup('base');
 	$self->{primary} = $primary;
 
@@ -430,7 +431,9 @@ sub close
 #   RRTest::PgBouncer->new(
 #       databases => [ alias => 'host=... port=... dbname=...', ... ],
 #       settings  => { pool_mode => 'transaction', ... },   # [pgbouncer] lines
-#       include   => $file)                                 # %include last
+#       include   => $file,                                 # %include last
+#       users     => [ 'pgbouncer', ... ],                  # more auth_file users
+#       port      => $port)                                 # default: a free one
 #
 # $b->port, ->admin (its console), ->connstr($alias), ->dir, ->ini, ->logfile;
 # ->wait_up($seconds) (the console answers SHOW VERSION: the time it took, or
@@ -453,16 +456,17 @@ sub new
 	my ($class, %o) = @_;
 	my $self = bless {
 		dir => PostgreSQL::Test::Utils::tempdir('pgbouncer'),
-		port => PostgreSQL::Test::Cluster::get_free_port(),
+		port => $o{port} // PostgreSQL::Test::Cluster::get_free_port(),
 		user => scalar getpwuid($<),
 		databases => $o{databases} // [],
 		settings => $o{settings} // {},
 		include => $o{include},
+		users => $o{users} // [],
 		out => '',
 		err => '',
 	}, $class;
 	open my $fh, '>', "$self->{dir}/userlist.txt" or die $!;
-	print $fh qq{"$self->{user}" ""\n};
+	print $fh qq{"$_" ""\n} for ($self->{user}, @{ $self->{users} });
 	close $fh;
 	$self->write_ini;
 	$self->{run} = RRTest::track(IPC::Run::start([ $binary, $self->ini ],
