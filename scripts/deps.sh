@@ -5,7 +5,8 @@ set -euo pipefail
 PKGS=(g++ make cmake pkg-config postgresql-15 postgresql-server-dev-15 libpq-dev libboost-dev
       libipc-run-perl postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl pgbouncer
       perl iproute2 nftables procps
-      libcpp-httplib-dev nlohmann-json3-dev prometheus haproxy chromium python3-psycopg apache2-utils systemd)
+      libcpp-httplib-dev nlohmann-json3-dev prometheus haproxy chromium python3-psycopg apache2-utils systemd
+      python3-sqlalchemy python3-django python3-psycopg2)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

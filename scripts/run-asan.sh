@@ -11,11 +11,11 @@ reports=$(mktemp -d /tmp/rr-asan-reports.XXXXXX)
 # the extension's own stack, globals and instrumented accesses; UBSan is complete.
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=0:log_path=$reports/asan:verify_asan_link_order=0"
 export UBSAN_OPTIONS="print_stacktrace=1:log_path=$reports/ubsan"
-# The extension's own tests: the client program's (072 and 085-088: check,
-# follow, serve, Prometheus, HAProxy, the example) exercise a program this
-# build does not instrument.
+# The extension's own tests: the client program's (072 and 085-089: check,
+# follow, serve, Prometheus, HAProxy, the example, the README's examples)
+# exercise a program this build does not instrument.
 if [ -z "${RR_TAP_TESTS:-}" ]; then
-    RR_TAP_TESTS=$(ls test/tap/*.pl | grep -Ev '/(072|085|086|087|088)_' | tr '\n' ' ')
+    RR_TAP_TESTS=$(ls test/tap/*.pl | grep -Ev '/(072|085|086|087|088|089)_' | tr '\n' ' ')
     export RR_TAP_TESTS
 fi
 bash scripts/run-tap.sh > asan-tap.out 2>&1

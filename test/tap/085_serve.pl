@@ -274,31 +274,6 @@ SKIP:
 }
 
 ###############################################################################
-# (i) The README's check examples, as printed (the host name replaced)
-###############################################################################
-{
-	my $readme = slurp_file(dirname(__FILE__) . '/../../README.md');
-	my ($block) = $readme =~ /### Check command.*?```sh\n(.*?)```/s;
-	my @lines = grep { /^replica_router check / } split /\n/, $block // '';
-	cmp_ok(scalar @lines, '>=', 5, 'the README has check examples');
-	$rr->q("DO \$\$BEGIN CREATE ROLE monitor LOGIN IN ROLE pg_monitor; EXCEPTION WHEN duplicate_object THEN NULL; END\$\$");
-	local $ENV{PATH} = dirname(RRTest::tool('replica_router')) . ":$ENV{PATH}";
-	local $ENV{PGHOST} = '127.0.0.1';
-	local $ENV{PGPORT} = $primary->port;
-	local $ENV{PGUSER} = $rr->{user};
-	for my $line (@lines)
-	{
-		(my $cmd = $line) =~ s/primary\.example/127.0.0.1/g;
-		$cmd =~ s/--node r1/--node s1/;    # this cluster's names
-		my ($rc, $out, $err) = RRTest::run_tool('sh', '-c', $cmd);
-		ok($rc <= 2 && $out =~ /^REPLICA_ROUTER \w+ (OK|WARNING|CRITICAL) - /, "README: $cmd (exit $rc)")
-		  or diag("$out$err");
-	}
-	my ($rc, $out) = RRTest::run_tool(RRTest::tool('replica_router'), '--version');
-	is($out, "replica_router 1.2\n", 'replica_router --version: the extension version');
-}
-
-###############################################################################
 # (j) contrib/systemd units pass systemd-analyze verify
 ###############################################################################
 SKIP:
