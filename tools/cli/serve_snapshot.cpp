@@ -20,6 +20,9 @@ namespace {
 // Everything in one statement, one snapshot, built as JSON by the server:
 // the extension's views (see the README's SQL reference) plus the settings
 // serve judges by. Durations as seconds, timestamps as UNIX times.
+// pool_state names the primary twice when it is a registered member
+// (add_node): this server's own counts as role primary, its hints as role
+// replica; joining on the role as well keeps one row per node.
 constexpr const char *kSnapshotQuery = R"SQL(
 SELECT pg_catalog.json_build_object(
   'version', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'replica_router'),
@@ -67,7 +70,7 @@ SELECT pg_catalog.json_build_object(
         FROM replica_router.status s
         LEFT JOIN replica_router.states() st ON st.state = s.state
         LEFT JOIN replica_router.lag l ON l.node = s.node AND s.role = 'replica'
-        LEFT JOIN replica_router.pool_state p ON p.node = s.node
+        LEFT JOIN replica_router.pool_state p ON p.node = s.node AND p.role = s.role
         LEFT JOIN replica_router.routing_hints rh ON rh.node = s.node AND s.role = 'replica'),
   'slots', (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_object(
         'slot_name', x.slot_name, 'slot_type', x.slot_type, 'active', x.active, 'replica', x.replica,
