@@ -49,7 +49,7 @@ SELECT pg_catalog.json_build_object(
         FROM replica_router.status s
         LEFT JOIN replica_router.states() st ON st.state = s.state
         LEFT JOIN replica_router.lag l ON l.node = s.node AND s.role = 'replica'
-        LEFT JOIN replica_router.pool_state p ON p.node = s.node
+        LEFT JOIN replica_router.pool_state p ON p.node = s.node AND p.role = s.role
         LEFT JOIN replica_router.routing_hints rh ON rh.node = s.node AND s.role = 'replica'),
   'slots', (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_object(
         'slot_name', x.slot_name, 'slot_type', x.slot_type, 'active', x.active, 'replica', x.replica,

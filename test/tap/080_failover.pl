@@ -16,10 +16,14 @@
 #      (p's own worker included)
 #   f. the old primary rewound (pg_rewind) and started as a standby of s1: a
 #      healthy replica on every node
-#   g. (during c and d) the check command and the follower, given every member
-#      as a multi-host source, answer from whichever member is up: during the
-#      outage the follower keeps its file (no primary is reachable); after
-#      the promotion it points writes at s1 and reads at s2
+#   g. (during c and d) the check command, the follower and serve, given every
+#      member as a multi-host source, answer from whichever member is up:
+#      during the outage the follower keeps its file (no primary is
+#      reachable); after the promotion it points writes at s1 and reads at
+#      s2. serve reads the primary only: during the outage it answers from
+#      p's last snapshot until that is older than stale_after, then 503;
+#      after the promotion it reconnects to s1 by itself. A child process
+#      samples serve all along: no answer names a standby the primary.
 use strict;
 use warnings;
 
@@ -27,6 +31,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time);
+use POSIX ();
 use RRTest qw(wait_until);
 
 my @figures;
@@ -144,6 +149,89 @@ sub follow_once
 	return ($rc, $err, { map { $_ => $name_of_port{ $port{$_} } // "port $port{$_}" } keys %port });
 }
 
+# g. serve, given every member (and a password, which its log must not show):
+# with several hosts it reads only a read-write one, so it has to find s1 by
+# reconnecting after the promotion.
+my $secret = "rr-serve-secret-$$";
+my $serve = RRTest::Serve->new("$members password=$secret", '--interval', '100ms');
+
+# serve's answer to GET $path, in short: /primary as "status:node" ("200:p",
+# "503:-"), /metrics as "source_role:the nodes labelled role=primary"
+# ("primary:p"), or the series it gives twice, or its status; any other path
+# as its status.
+sub serve_says
+{
+	my ($path) = @_;
+	my ($st, $body) = $serve->get($path);
+	return "$st:" . ($body =~ /"node":"([^"]+)"/ ? $1 : '-') if $path eq '/primary';
+	return $st if $path ne '/metrics' || $st != 200;
+	my %seen;
+	my @twice = grep { $seen{$_}++ } $body =~ /^(\w+\{.*\}) /mg;
+	return "twice:" . join(',', @twice) if @twice;    # as the primary once was, being a member (add_node)
+	my ($source) = $body =~ /^replica_router_info\{.*source_role="(\w+)"/m;
+	my %primary = map { $_ => 1 } $body =~ /\{node="([^"]+)",role="primary"/g;
+	return ($source // '?') . ':' . join(',', sort keys %primary);
+}
+
+sub wait_serve
+{
+	my ($path, $want, $seconds) = @_;
+	my $last = '';
+	my $took = wait_until($seconds, sub { ($last = serve_says($path)) eq $want }, 0.02);
+	diag("serve: $path waited for [$want], last [$last]\n" . $serve->log) unless defined $took;
+	return $took;
+}
+
+# A child process samples serve every 25 ms until killed, one line "time
+# /primary /node/s1/primary /metrics" each: "never" then covers every moment
+# of the outage and the promotion, not only those the assertions look at.
+sub watch_serve
+{
+	my ($file) = @_;
+	my $parent = $$;
+	my $pid = fork // die "fork: $!";
+	return $pid if $pid;
+	$serve->close_http;    # a connection of its own, not the parent's
+	open my $fh, '>', $file or POSIX::_exit(1);
+	$fh->autoflush(1);
+	my $until = time + 300;    # should the parent die unnoticed
+	while (getppid() == $parent && time < $until)
+	{
+		print $fh join(' ', sprintf('%.3f', time), map { serve_says($_) } '/primary', '/node/s1/primary', '/metrics'),
+		  "\n";
+		Time::HiRes::usleep(25_000);
+	}
+	POSIX::_exit(0);    # no END blocks: they would stop the clusters
+}
+
+# Stops the child; notes serve's answers in order (each with how many samples
+# in a row gave it); returns the samples, [time, /primary, /node/s1/primary,
+# /metrics] each.
+sub stop_watching
+{
+	my ($pid, $file) = @_;
+	my $read = sub { map { [ split / / ] } split /\n/, slurp_file($file) };
+	# The test's waits may end before the child's next sample: let it see s1 answer.
+	wait_until(10, sub { grep { $_->[2] == 200 } $read->() });
+	kill 'TERM', $pid;
+	waitpid($pid, 0);
+	my @samples = $read->();
+	my @runs;
+	for my $answer (map { "@$_[1 .. 3]" } @samples)
+	{
+		@runs && $runs[-1][0] eq $answer ? $runs[-1][1]++ : push @runs, [ $answer, 1 ];
+	}
+	note("serve's answers (/primary /node/s1/primary /metrics) in order:\n  "
+		  . join("\n  ", map { "$_->[0] x$_->[1]" } @runs));
+	return @samples;
+}
+
+ok(defined wait_serve('/primary', '200:p', 20), 'serve, given every member, answers /primary 200 naming p');
+is(serve_says('/node/p/primary'), 200, 'serve: /node/p/primary 200');
+is(serve_says('/metrics'), 'primary:p', 'serve: /metrics from a primary source, p alone role="primary", each series once');
+my $watch_file = "$tmp/serve-samples";
+my $watcher = watch_serve($watch_file);
+
 ###############################################################################
 # c. The primary stops: reads go on from live polls, writes say no primary
 ###############################################################################
@@ -172,6 +260,15 @@ sub follow_once
 	isnt($frc, 0, 'follow --once during the outage fails: no primary to point writes at');
 	like($ferr, qr/no primary is reachable/, 'the follower says no primary is reachable');
 	ok(!-e "$tmp/outage.ini", 'the follower writes no file naming the dead primary');
+
+	# serve reaches no read-write member: p's last snapshot until stale_after (2s), then 503.
+	my $took = wait_serve('/primary', '503:-', 20);
+	ok(defined $took, 'primary down: serve answers /primary 503 once its data is older than stale_after');
+	cmp_ok(time - $t0, '>=', 1.0, 'not before the data is old');
+	push @figures, sprintf('primary down: serve 503 (stale_after 2s) %.3f s after the stop', time - $t0);
+	like(($serve->get('/primary'))[1], qr/older than stale_after \(2\.0s\); last error: .*read-only/,
+		'the body says how old the data is and why it is not newer');
+	is(serve_says('/metrics'), 503, 'serve: /metrics 503 too');
 }
 
 ###############################################################################
@@ -200,7 +297,8 @@ sub follow_once
 	ok( defined wait_until(10,
 			sub { (ask($s1, 'SELECT hint_writes > 0 FROM replica_router.worker_status()') // '') eq 't' }),
 		'the same worker on s1 writes hints once promoted');
-	is(ask($s2, "SELECT primary_node FROM replica_router.heartbeat"), 's1',
+	# Once replayed: s1 may have written it a moment ago.
+	ok(defined wait_until(10, sub { (ask($s2, 'SELECT primary_node FROM replica_router.heartbeat') // '') eq 's1' }),
 		"s1's heartbeat replicated to s2 names s1");
 
 	# g. The client programs after the failover, still given p first.
@@ -210,6 +308,33 @@ sub follow_once
 		'the follower points writes at s1 and reads at s2');
 	my ($crc, $cout) = RRTest::run_tool($cli, 'check', '-d', $members, 'lag', '--node', 's2');
 	is($crc, 0, "check from every member after the failover: $cout");
+
+	# g. serve, reconnected to s1 by itself.
+	ok(defined wait_serve('/node/s1/primary', 200, 20), 'after promotion: serve answers /node/s1/primary 200');
+	is(serve_says('/primary'), '200:s1', 'serve: /primary 200 naming s1');
+	is(serve_says('/node/p/primary'), 503, 'serve: /node/p/primary 503');
+	ok(defined wait_serve('/node/s2/replica?max_lag=5s', 200, 30), 'serve: /node/s2/replica?max_lag=5s 200');
+	ok(defined wait_serve('/metrics', 'primary:s1', 10), 'serve: /metrics has s1 alone role="primary", each series once');
+
+	my @samples = stop_watching($watcher, $watch_file);
+	# Who may be named the primary when: p until serve first said 503 (its
+	# data stale), nobody then, s1 once pg_ctl promote was called.
+	my ($stale) = map { $_->[0] } grep { $_->[1] =~ /^503/ } @samples;
+	ok(defined $stale && @samples >= 40, sprintf('serve sampled %d times, 503 during the outage', scalar @samples));
+	my @wrong = grep {
+		my ($t, $primary, $s1, $metrics) = @$_;
+		my $may = $t >= $t0 ? 's1' : $t < ($stale // 9**9**9) ? 'p' : '';
+		my @named = ($primary =~ /^200:(.+)/, $s1 == 200 ? 's1' : (), $metrics =~ /^primary:(.+)/ ? split(/,/, $1) : ());
+		$metrics !~ /^(503$|primary:)/ || grep { $_ ne $may } @named;
+	} @samples;
+	is(join("\n", map { "@$_" } @wrong), '',
+		'serve named p the primary until its data was stale, then nobody, then s1; never a standby');
+	my ($first) = grep { $_->[0] >= $t0 && $_->[2] == 200 } @samples;
+	push @figures, sprintf('failover: serve /node/s1/primary 200 %.3f s after pg_ctl promote was called'
+		  . ' (it returned after %.3f s)', $first->[0] - $t0, $promoted - $t0) if $first;
+
+	$serve->stop;
+	unlike($serve->log, qr/\Q$secret\E|password/i, 'serve logs no password');
 }
 
 ###############################################################################
