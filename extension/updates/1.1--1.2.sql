@@ -224,6 +224,11 @@ COMMENT ON FUNCTION replica_router.remove_node(text) IS 'Unregister a member';
 -- node's view of it (never a standby calling itself the primary).
 -- @include objects/status.sql
 
+-- pool_state: one row per node. The primary's row is its member entry when
+-- the primary is registered (it was listed twice), and a standby no longer
+-- shows its own connection counts under the primary's name.
+-- @include objects/pool_state.sql
+
 REVOKE ALL ON FUNCTION replica_router._assert_writable(), replica_router.add_node(text, text, integer, text, text),
     replica_router.alter_node(text, integer, boolean, text, text, text), replica_router.remove_node(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION replica_router._assert_writable(), replica_router.add_node(text, text, integer, text, text),

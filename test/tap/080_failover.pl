@@ -109,6 +109,15 @@ is(ask($s1, "SELECT role || ' ' || state FROM replica_router.status WHERE node =
 	"on s1, status shows s1's own row as a healthy replica");
 is(ask($s1, "SELECT count(*) FROM replica_router.status WHERE role = 'primary'"), '1',
 	'on s1, status has one primary row (p), not s1');
+# pool_state: one row per member; the primary's counts are its polled ones
+# (never a standby's own counts under p's name).
+for my $n ($p, $s1)
+{
+	ok(defined wait_until(10, sub {
+		(ask($n, "SELECT string_agg(node || ':' || role || ':' || (connections IS NOT NULL), ',' ORDER BY node)"
+			  . " FROM replica_router.pool_state") // '') eq 'p:primary:true,s1:replica:true,s2:replica:true' }, 0.1),
+		'on ' . $n->name . ': pool_state has one row per member, p as the primary with its polled counts');
+}
 is(ask($s1, 'SELECT hint_writes FROM replica_router.worker_status()'), '0',
 	'the observer on s1 writes nothing');
 like(ask($s1, "SELECT reason FROM replica_router.recommend('read')"), qr/healthy replica/,
