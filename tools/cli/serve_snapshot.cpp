@@ -101,8 +101,9 @@ bool Source::connect(PGconn **conn, bool listen, std::string &err)
     *conn = nullptr;
     ConnParams p;
     p.add("connect_timeout", "5");
-    // Several hosts: the primary, whose worker fills the views (a standby
-    // has no worker: its views show every replica unknown).
+    // Several hosts: the primary (a standby's views are its own observer's,
+    // and its /primary check must not answer for the cluster), unless the
+    // string says otherwise.
     p.add("target_session_attrs", "read-write");
     p.add("application_name", "replica_router serve");
     p.add("options", "-c statement_timeout=5000 -c search_path=pg_catalog");
@@ -207,8 +208,11 @@ void Source::run()
         }
         // Wait for the interval, a notification (refresh at once, at most
         // one refresh per 20 ms whoever NOTIFYs), or stop. After failures,
-        // back off up to 5 s (the cache ages meanwhile and turns stale).
-        auto wait = failures == 0 ? interval : std::min(milliseconds(5000), interval * (1 << std::min(failures, 4)));
+        // back off, but retry at least every second (or every interval, if
+        // longer): a promoted member is found within about a second, and one
+        // connection attempt per second is nothing to the members.
+        auto cap = std::max(milliseconds(1000), interval);
+        auto wait = failures == 0 ? interval : std::min(cap, interval * (1 << std::min(failures, 4)));
         auto deadline = started + wait;
         bool notified = false;
         while (!stop_ && !notified) {
