@@ -286,14 +286,22 @@ void render_worker(Exposition &e, const json &d)
 
 } // namespace
 
+std::string source_role(const json &d)
+{
+    std::string role = str(d, "source_role");
+    if (role == "primary" || role == "standby" || role == "unelected")
+        return role;
+    return "unknown";
+}
+
 std::string render_metrics(const json &d)
 {
     Exposition e;
-    bool standby = flag(d, "in_recovery");
-    e.family("replica_router_info", "gauge", "Always 1: the extension version and whether the figures come from a primary");
-    e.sample("replica_router_info", {{"version", str(d, "version")}, {"source_role", standby ? "standby" : "primary"}}, 1);
-    e.family("replica_router_source_is_primary", "gauge", "1 when the figures come from the primary (the shipped alert rules page only then)");
-    e.sample("replica_router_source_is_primary", {}, standby ? 0 : 1);
+    std::string role = source_role(d);
+    e.family("replica_router_info", "gauge", "Always 1: the extension version and the role of the server the figures come from (primary, standby, unelected)");
+    e.sample("replica_router_info", {{"version", str(d, "version")}, {"source_role", role}}, 1);
+    e.family("replica_router_source_is_primary", "gauge", "1 when the figures come from the elected primary (the shipped alert rules page only then)");
+    e.sample("replica_router_source_is_primary", {}, role == "primary" ? 1 : 0);
     render_replicas(e, d);
     render_nodes(e, d);
     render_slots(e, d);

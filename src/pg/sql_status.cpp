@@ -110,3 +110,20 @@ RR_SQL_FUNCTION(replica_router_worker_status, "replica_router.worker_status()")
 {
     return rr::worker_status(fcinfo);
 }
+
+// The member that is this very server (the worker polled it and found its own
+// system identifier and start time), or NULL: lets a reader of snapshot()
+// tell "this server is the elected primary" from "this server is writable"
+// (an old primary back on its old timeline is writable, and not the primary).
+RR_SQL_FUNCTION(replica_router_local_node, "replica_router._local_node()")
+{
+    char name[rr::kNameLen] = "";
+    rr::shmem_read([&name](const rr::SharedState &s) noexcept {
+        for (const rr::NodeHint &h : s.nodes)
+            if (h.is_local)
+                rr::copy_str(name, sizeof name, h.name);
+    });
+    if (name[0] == '\0')
+        PG_RETURN_NULL();
+    PG_RETURN_TEXT_P(cstring_to_text(name));
+}

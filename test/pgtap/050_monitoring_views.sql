@@ -1,7 +1,7 @@
 -- The monitoring views: columns, types, privileges, and that a role with
 -- PUBLIC's rights only can read every column of them.
 BEGIN;
-SELECT plan(26);
+SELECT plan(27);
 
 SELECT columns_are('replica_router', 'lag', ARRAY[
     'node', 'state', 'matched_by', 'application_name', 'client_addr', 'walsender_state', 'sync_state',
@@ -39,6 +39,7 @@ SELECT col_type_is('replica_router', 'health', 'worker_alive', 'boolean', 'healt
 SELECT function_returns('replica_router', 'metrics', ARRAY[]::text[], 'text');
 SELECT function_returns('replica_router', 'snapshot', ARRAY[]::text[], 'json');
 SELECT is(json_typeof(replica_router.snapshot() -> 'nodes'), 'array', 'snapshot() holds the nodes');
+SELECT is(replica_router.snapshot() ->> 'source_role', 'primary', 'snapshot(): this server is the primary (no member polled as one)');
 
 SELECT table_privs_are('replica_router', 'slot_health', 'public', ARRAY['SELECT']);
 SELECT table_privs_are('replica_router', 'pool_state', 'public', ARRAY['SELECT']);

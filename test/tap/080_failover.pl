@@ -363,6 +363,21 @@ my $watcher = watch_serve($watch_file);
 		'split brain: p is critical');
 	like(ask($s1, "SELECT error FROM replica_router.status WHERE node = 'p'"),
 		qr/out of recovery on timeline 1, but the primary is s1 \(timeline 2/, 'split brain: the error says why');
+
+	# Writable is not elected: p's own snapshot says so, its metrics never
+	# page, and a serve reading p alone fails /primary but names s1.
+	is(join(',', map { ask($_, "SELECT replica_router.snapshot() ->> 'source_role'") // '?' } $p, $s1, $s2),
+		'unelected,primary,standby', 'split brain: snapshot() source_role on p, s1, s2');
+	like(ask($p, 'SELECT replica_router.metrics()'), qr/^replica_router_source_is_primary 0$/m,
+		'split brain: metrics() on p: source_is_primary 0');
+	my $on_p = RRTest::Serve->new($rr->conninfo($p) . " password=$secret", '--interval', '100ms');
+	my $said = '';
+	ok(defined wait_until(20, sub { $said = join ' ', ($on_p->get('/primary'))[0 .. 1]; $said =~ /^503 / }, 0.1),
+		'split brain: serve reading p answers /primary 503') or diag($said);
+	like($said, qr/not the primary the members elect/, '... saying p is not the elected primary');
+	is(($on_p->get('/node/s1/primary'))[0], 200, 'split brain: serve reading p: /node/s1/primary 200 (p\'s worker names s1)');
+	is(($on_p->get('/node/p/primary'))[0], 503, 'split brain: serve reading p: /node/p/primary 503');
+	$on_p->stop;
 }
 
 ###############################################################################

@@ -8,6 +8,7 @@
 #include "subcommands.hpp"
 
 #include "duration.hpp"
+#include "exposition.hpp"
 #include "serve_snapshot.hpp"
 #include "text.hpp"
 
@@ -220,9 +221,11 @@ struct Server {
         std::string why;
         bool ok;
         if (want_primary) {
-            // The primary row, or a registered member that is now the primary (state primary).
+            // The primary row, or a registered member that is now the primary
+            // (state primary), as a worker out of recovery sees it: an
+            // unelected old primary's worker names the real one too.
             ok = (n->value("role", "") == "primary" || n->value("state", "") == "primary") &&
-                 !snap->data.value("in_recovery", true);
+                 source_role(snap->data) != "standby";
             why = ok ? name + " is the primary" : name + " is not the primary";
         } else {
             ok = qualifies(*n, ml, why);
@@ -254,7 +257,7 @@ struct Server {
             send(res, 200, {{"ok", true}, {"target", "replica"}, {"reason", good[0]}, {"qualified", good}, {"left_out", others}}, age);
             return;
         }
-        bool fallback = read && primary != nullptr && !snap->data.value("in_recovery", true) &&
+        bool fallback = read && primary != nullptr && source_role(snap->data) == "primary" &&
                         snap->data["settings"].value("fallback_to_primary", true);
         if (fallback) {
             send(res, 200, {{"ok", true}, {"target", "primary"}, {"node", primary->value("node", "")},
@@ -270,7 +273,8 @@ struct Server {
         auto snap = plain_get(req, res, age);
         if (!snap)
             return;
-        bool ok = !snap->data.value("in_recovery", true);
+        std::string role = source_role(snap->data);
+        bool ok = role == "primary";
         json body{{"ok", ok}};
         for (const auto &n : snap->data["nodes"])
             if (ok && n.value("role", "") == "primary") {
@@ -278,7 +282,9 @@ struct Server {
                 body["host"] = n["host"];
                 body["port"] = n["port"];
             }
-        body["reason"] = ok ? "the source is the primary" : "the source is a standby: no primary reached";
+        body["reason"] = ok                    ? "the source is the primary"
+                         : role == "unelected" ? "the source is out of recovery but not the primary the members elect"
+                                               : "the source is a standby: no primary reached";
         send(res, ok ? 200 : 503, body, age);
     }
 
@@ -290,7 +296,7 @@ struct Server {
         if (!snap)
             return;
         const json &d = snap->data;
-        json body{{"fetched_at", snap->fetched_unix}, {"version", d["version"]}, {"source_role", d.value("in_recovery", false) ? "standby" : "primary"}};
+        json body{{"fetched_at", snap->fetched_unix}, {"version", d["version"]}, {"source_role", source_role(d)}};
         if (which == "health") {
             body["health"] = d["health"];
             body["worker"] = d["worker"];

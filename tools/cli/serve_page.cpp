@@ -2,6 +2,7 @@
 // document (no external assets), refreshed by the browser every 2 s: every
 // node with role, state, lag and a sparkline of its recent lag, connections,
 // severity colours, the worker and the age of the data.
+#include "exposition.hpp"
 #include "serve_snapshot.hpp"
 
 #include <cmath>
@@ -99,7 +100,9 @@ th{background:#f0f0f0;font-weight:600} td.num{text-align:right;font-variant-nume
 )";
     out += "<h1>replica_router <span class='badge " + state_class("", sev) + "'>" + html(sev.empty() ? "unknown" : sev) + "</span></h1>";
     out += "<div class=meta>extension " + html(jstr(d, "version")) + " · source is " +
-           (d.value("in_recovery", false) ? "a <b>standby</b> (no worker there: connect serve to the primary)" : std::string("the primary")) +
+           (source_role(d) == "primary" ? std::string("the primary")
+            : source_role(d) == "standby" ? std::string("a <b>standby</b> (its own live view)")
+                                          : std::string("<b class=err>not the elected primary</b>")) +
            " · data " + fmt("%.1fs", age) + " old" + (age > stale_after ? " <b class=err>(stale)</b>" : "") + " · worker " +
            (h.is_object() && h.value("worker_alive", false) ? "alive" : "<b class=err>not running</b>") + " · " +
            html(jstr(h, "healthy_replicas")) + "/" + html(jstr(h, "registered_replicas")) + " replicas healthy</div>\n";
