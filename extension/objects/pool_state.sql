@@ -39,12 +39,19 @@ WITH h AS (SELECT * FROM replica_router._hints()),
           FROM local l CROSS JOIN ps
          WHERE NOT EXISTS (SELECT FROM h WHERE h.state = 'primary')
         UNION ALL
+        -- The primary member without a pgbouncer of its own has the one
+        -- replica_router.primary_pgbouncer names (its pools are node 0's).
         SELECT CASE WHEN h.state = 'primary' THEN 0 ELSE 1 END, n.name,
                CASE WHEN h.state = 'primary' THEN 'primary' ELSE 'replica' END,
                coalesce(h.state, 'unknown'), h.connections, h.pool_active, h.pool_idle,
-               h.pool_idle_in_transaction, h.pool_waiting, h.max_connections, h.reserved_connections, n.id,
-               n.pgbouncer IS NOT NULL, h.pgbouncer_ok, h.pgbouncer_error
-          FROM replica_router.nodes n LEFT JOIN h ON h.node_id = n.id)
+               h.pool_idle_in_transaction, h.pool_waiting, h.max_connections, h.reserved_connections,
+               CASE WHEN b.from_primary THEN 0 ELSE n.id END,
+               CASE WHEN b.from_primary THEN ps.has_pgbouncer ELSE n.pgbouncer IS NOT NULL END,
+               CASE WHEN b.from_primary THEN ps.pgbouncer_ok ELSE h.pgbouncer_ok END,
+               CASE WHEN b.from_primary THEN ps.pgbouncer_error ELSE h.pgbouncer_error END
+          FROM replica_router.nodes n LEFT JOIN h ON h.node_id = n.id
+         CROSS JOIN ps
+         CROSS JOIN LATERAL (SELECT h.state = 'primary' AND n.pgbouncer IS NULL AS from_primary) b)
 SELECT x.node,
        x.role,
        x.state,

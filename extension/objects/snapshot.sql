@@ -2,19 +2,15 @@
 -- health, the worker, every node with its lag and pool, the slots and
 -- pgbouncer's pools, and whether this server is the elected primary.
 -- metrics() renders it; replica_router serve reads it.
-CREATE FUNCTION replica_router.snapshot() RETURNS json
+CREATE OR REPLACE FUNCTION replica_router.snapshot() RETURNS json
     LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 SELECT pg_catalog.json_build_object(
   'version', (SELECT extversion FROM pg_catalog.pg_extension WHERE extname = 'replica_router'),
   'in_recovery', pg_catalog.pg_is_in_recovery(),
-  -- primary: this server is the primary the members elect (or, with no
-  -- member polled as primary, it is out of recovery); standby; unelected: out
-  -- of recovery but not the primary (an old primary back on its old timeline).
-  'source_role', CASE WHEN pg_catalog.pg_is_in_recovery() THEN 'standby'
-                      WHEN coalesce((SELECT s.role = 'primary' FROM replica_router.status s
-                                      WHERE s.node = replica_router._local_node()),
-                                    NOT EXISTS (SELECT FROM replica_router._hints() h WHERE h.state = 'primary'))
-                      THEN 'primary' ELSE 'unelected' END,
+  -- primary: this server is the primary the worker elects; standby;
+  -- unelected: out of recovery but not the primary (an old primary back on
+  -- its old timeline).
+  'source_role', replica_router._source_role(),
   'server_time', extract(epoch FROM pg_catalog.clock_timestamp()),
   'settings', pg_catalog.json_build_object(
       'max_lag', extract(epoch FROM pg_catalog.current_setting('replica_router.max_lag')::interval),

@@ -240,9 +240,9 @@ GRANT EXECUTE ON FUNCTION replica_router._assert_writable(), replica_router.add_
 -- serve's /metrics; CHANGELOG.md lists the renamed series), rendered in C from
 -- one JSON document of the views.
 ------------------------------------------------------------------------------
--- The member that is this very server, or NULL.
-CREATE FUNCTION replica_router._local_node() RETURNS text
-    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'replica_router_local_node';
+-- Whether this server is the elected primary: primary, standby or unelected.
+CREATE FUNCTION replica_router._source_role() RETURNS text
+    LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'replica_router_source_role';
 
 -- @include objects/snapshot.sql
 
@@ -260,7 +260,7 @@ REVOKE ALL ON FUNCTION replica_router._check_privilege(text, text, text), replic
     replica_router.states(),
     replica_router._conninfo_value(text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION replica_router.worker_status(), replica_router._conninfo_value(text),
-    replica_router.states(), replica_router.snapshot(), replica_router.metrics(), replica_router._local_node() TO PUBLIC;
+    replica_router.states(), replica_router.snapshot(), replica_router.metrics(), replica_router._source_role() TO PUBLIC;
 GRANT SELECT ON replica_router.health TO PUBLIC;
 GRANT INSERT, UPDATE, DELETE ON replica_router.nodes TO replica_router_admin;
 GRANT EXECUTE ON FUNCTION replica_router._check_privilege(text, text, text), replica_router._hide_statement(),

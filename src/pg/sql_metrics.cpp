@@ -19,8 +19,10 @@ char *read_snapshot()
     MemoryContext caller = CurrentMemoryContext;
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "SPI_connect failed");
-    if (SPI_execute("SELECT replica_router.snapshot()::pg_catalog.text", true, 1) != SPI_OK_SELECT ||
-        SPI_processed != 1)
+    int rc = SPI_execute("SELECT replica_router.snapshot()::pg_catalog.text", true, 1);
+    if (rc != SPI_OK_SELECT)
+        elog(ERROR, "SELECT replica_router.snapshot() failed: %s", SPI_result_code_string(rc));
+    if (SPI_processed != 1)
         elog(ERROR, "replica_router.snapshot() returned no row");
     char *text = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
     char *copy = text != nullptr ? MemoryContextStrdup(caller, text) : nullptr;

@@ -111,19 +111,33 @@ RR_SQL_FUNCTION(replica_router_worker_status, "replica_router.worker_status()")
     return rr::worker_status(fcinfo);
 }
 
-// The member that is this very server (the worker polled it and found its own
-// system identifier and start time), or NULL: lets a reader of snapshot()
-// tell "this server is the elected primary" from "this server is writable"
-// (an old primary back on its old timeline is writable, and not the primary).
-RR_SQL_FUNCTION(replica_router_local_node, "replica_router._local_node()")
+// Whether this server is the primary the worker elected: "primary",
+// "standby", or "unelected" (out of recovery, but the election names another
+// member: an old primary back on its old timeline). Being writable is not
+// enough, and a member row's polled state lags a promotion by one poll, so
+// this reads the election itself.
+RR_SQL_FUNCTION(replica_router_source_role, "replica_router._source_role()")
 {
-    char name[rr::kNameLen] = "";
-    rr::shmem_read([&name](const rr::SharedState &s) noexcept {
-        for (const rr::NodeHint &h : s.nodes)
-            if (h.is_local)
-                rr::copy_str(name, sizeof name, h.name);
-    });
-    if (name[0] == '\0')
-        PG_RETURN_NULL();
-    PG_RETURN_TEXT_P(cstring_to_text(name));
+    const char *role = "primary";
+    if (RecoveryInProgress()) {
+        role = "standby";
+    } else {
+        bool ready = false;
+        rr::ElectedPrimary e = rr::shmem_elected(&ready);
+        if (ready && e.kind == rr::PrimaryChoice::Kind::member) {
+            // A member, not this server (which is Kind::local): unless that
+            // member's entry is this very server.
+            bool local = rr::shmem_read([&e](const rr::SharedState &st) noexcept {
+                for (const rr::NodeHint &h : st.nodes)
+                    if (h.is_local && std::strcmp(h.name, e.node) == 0)
+                        return true;
+                return false;
+            });
+            if (!local)
+                role = "unelected";
+        }
+        // Kind::local is this server; none (just promoted, or before the
+        // first round) is this server too, as _primary() answers then.
+    }
+    PG_RETURN_TEXT_P(cstring_to_text(role));
 }

@@ -123,8 +123,8 @@ SELECT results_eq($$SELECT node, role, state FROM replica_router.status$$,
 --------------------------------------------------------------------------
 SELECT functions_are('replica_router', ARRAY[
     '_assert_preloaded', '_assert_writable', '_check_conninfo', '_check_name', '_check_privilege', '_check_weight', '_conninfo_error',
-    '_conninfo_value', '_hide_statement', '_hints', '_local_node', '_ms_setting', '_nodes_changed', '_notify_worker',
-    '_owner_trigger', '_pools', '_primary', '_primary_stats', '_slots', '_unprivileged_problem', '_worst',
+    '_conninfo_value', '_hide_statement', '_hints', '_ms_setting', '_nodes_changed', '_notify_worker',
+    '_owner_trigger', '_pools', '_primary', '_primary_stats', '_slots', '_source_role', '_unprivileged_problem', '_worst',
     'snapshot', 'states',
     'add_node', 'add_replica', 'alter_node', 'alter_replica', 'candidates', 'connection_string', 'drop_route', 'mask_conninfo', 'metrics',
     'recommend', 'remove_node', 'remove_replica', 'set_route', 'worker_status', 'write_lsn']);

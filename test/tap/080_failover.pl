@@ -118,6 +118,15 @@ for my $n ($p, $s1)
 			  . " FROM replica_router.pool_state") // '') eq 'p:primary:true,s1:replica:true,s2:replica:true' }, 0.1),
 		'on ' . $n->name . ': pool_state has one row per member, p as the primary with its polled counts');
 }
+# The primary member without a pgbouncer of its own shows the one
+# replica_router.primary_pgbouncer names (here one nobody listens on).
+$p->append_conf('postgresql.conf', "replica_router.primary_pgbouncer = 'host=127.0.0.1 port=1 dbname=pgbouncer connect_timeout=1'");
+$p->reload;
+ok(defined wait_until(20, sub {
+	(ask($p, "SELECT pgbouncer_ok IS FALSE AND pgbouncer_error IS NOT NULL FROM replica_router.pool_state WHERE node = 'p'") // '') eq 't' }, 0.1),
+	"on primary: pool_state's p row reports primary_pgbouncer (unreachable)");
+$p->adjust_conf('postgresql.conf', 'replica_router.primary_pgbouncer', "''");
+$p->reload;
 is(ask($s1, 'SELECT hint_writes FROM replica_router.worker_status()'), '0',
 	'the observer on s1 writes nothing');
 like(ask($s1, "SELECT reason FROM replica_router.recommend('read')"), qr/healthy replica/,
@@ -372,9 +381,10 @@ my $watcher = watch_serve($watch_file);
 		'split brain: metrics() on p: source_is_primary 0');
 	my $on_p = RRTest::Serve->new($rr->conninfo($p) . " password=$secret", '--interval', '100ms');
 	my $said = '';
-	ok(defined wait_until(20, sub { $said = join ' ', ($on_p->get('/primary'))[0 .. 1]; $said =~ /^503 / }, 0.1),
-		'split brain: serve reading p answers /primary 503') or diag($said);
-	like($said, qr/not the primary the members elect/, '... saying p is not the elected primary');
+	# Waits for serve's first snapshot of p (before it, every answer is 503 "no data yet").
+	ok(defined wait_until(20, sub { $said = join ' ', ($on_p->get('/primary'))[0 .. 1]; $said =~ /not the primary the members elect/ }, 0.1),
+		'split brain: serve reading p answers /primary 503, p is not the elected primary') or diag($said);
+	like($said, qr/^503 /, '... with status 503');
 	is(($on_p->get('/node/s1/primary'))[0], 200, 'split brain: serve reading p: /node/s1/primary 200 (p\'s worker names s1)');
 	is(($on_p->get('/node/p/primary'))[0], 503, 'split brain: serve reading p: /node/p/primary 503');
 	$on_p->stop;
