@@ -204,9 +204,9 @@ for my $path ('/node/s2/replica?max_lag=5s', '/recommend?max_lag=5s')
 # And with ApacheBench (apache2-utils), 8 concurrent keep-alive clients.
 SKIP:
 {
-	skip 'ab (apache2-utils) not installed', 2 unless -x '/usr/bin/ab';
+	skip 'ab (apache2-utils) not installed', 3 unless -x '/usr/bin/ab';
 	$serve->close_http;    # our idle keep-alive connection would hold one of serve's threads
-	for my $path ('/node/s2/replica?max_lag=5s', '/recommend?max_lag=5s')
+	for my $path ('/node/s2/replica?max_lag=5s', '/replica?max_lag=5s', '/recommend?max_lag=5s')
 	{
 		my ($rc, $out, $err) = RRTest::run_tool('ab', '-q', '-k', '-c', '8', '-n', '20000', $serve->url($path));
 		my ($rate) = $out =~ /Requests per second:\s+([\d.]+)/;
