@@ -51,7 +51,10 @@ WITH h AS (SELECT * FROM replica_router._hints()),
                CASE WHEN b.from_primary THEN ps.pgbouncer_error ELSE h.pgbouncer_error END
           FROM replica_router.nodes n LEFT JOIN h ON h.node_id = n.id
          CROSS JOIN ps
-         CROSS JOIN LATERAL (SELECT h.state = 'primary' AND n.pgbouncer IS NULL AS from_primary) b)
+         CROSS JOIN LATERAL (SELECT h.state = 'primary' AND n.pgbouncer IS NULL AS from_primary) b
+         -- Not polled here (a standby with observe = off): the primary's
+         -- member entry is the row above, not a second, unknown one.
+         WHERE NOT (h.node_id IS NULL AND n.name = (SELECT node FROM replica_router._primary())))
 SELECT x.node,
        x.role,
        x.state,

@@ -36,6 +36,9 @@ SELECT n.name,
        h.last_poll,
        h.error
   FROM replica_router.nodes n
-  LEFT JOIN replica_router._hints() h ON h.node_id OPERATOR(pg_catalog.=) n.id;
+  LEFT JOIN replica_router._hints() h ON h.node_id OPERATOR(pg_catalog.=) n.id
+ -- Not polled here (a standby with observe = off): the primary's member entry
+ -- is the primary row above, not a second, unknown one.
+ WHERE NOT (h.node_id IS NULL AND n.name OPERATOR(pg_catalog.=) (SELECT p.node FROM replica_router._primary() p));
 COMMENT ON VIEW replica_router.status IS
     'One row per member, the primary first (from this node''s polls): role, state, lag, connections, last poll';

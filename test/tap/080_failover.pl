@@ -127,6 +127,19 @@ ok(defined wait_until(20, sub {
 	"on primary: pool_state's p row reports primary_pgbouncer (unreachable)");
 $p->adjust_conf('postgresql.conf', 'replica_router.primary_pgbouncer', "''");
 $p->reload;
+
+# observe = off on s2: nothing polled there, and still one row per member
+# (the primary's from the replicated heartbeat, not also an unknown one).
+$s2->append_conf('postgresql.conf', 'replica_router.observe = off');
+$s2->reload;
+ok(defined wait_until(10, sub { (ask($s2, 'SELECT count(*) FROM replica_router._hints()') // '') eq '0' }, 0.1),
+	'observe = off on s2: its worker publishes no polls');
+is(ask($s2, "SELECT string_agg(v || ':' || n, ',' ORDER BY v) FROM (SELECT 'status' v, count(*) n FROM replica_router.status WHERE node = 'p'"
+	  . " UNION ALL SELECT 'pool_state', count(*) FROM replica_router.pool_state WHERE node = 'p') x"),
+	'pool_state:1,status:1', 'observe = off on s2: p has one row in status and in pool_state');
+$s2->adjust_conf('postgresql.conf', 'replica_router.observe', 'on');
+$s2->reload;
+ok(defined wait_view($s2, 'p=primary,s1=healthy,s2=healthy'), 'observe = on again on s2: its live view is back');
 is(ask($s1, 'SELECT hint_writes FROM replica_router.worker_status()'), '0',
 	'the observer on s1 writes nothing');
 like(ask($s1, "SELECT reason FROM replica_router.recommend('read')"), qr/healthy replica/,
