@@ -18,12 +18,9 @@ void LsnHistory::record(Micros now, Lsn primary_lsn) noexcept
     ++count_;
 }
 
-Micros LsnHistory::lag(Lsn replay, Lsn primary_at_poll, Micros polled_at, Micros last_replay_ts) const noexcept
+std::size_t LsnHistory::first_past(Lsn replay) const noexcept
 {
-    if (replay >= primary_at_poll)
-        return 0;
-
-    // Samples are sorted by LSN: binary search for the first one past `replay`.
+    // Samples are sorted by LSN: binary search.
     std::size_t lo = 0, hi = count_;
     while (lo < hi) {
         std::size_t mid = (lo + hi) / 2;
@@ -32,6 +29,15 @@ Micros LsnHistory::lag(Lsn replay, Lsn primary_at_poll, Micros polled_at, Micros
         else
             lo = mid + 1;
     }
+    return lo;
+}
+
+Micros LsnHistory::lag(Lsn replay, Lsn primary_at_poll, Micros polled_at, Micros last_replay_ts) const noexcept
+{
+    if (replay >= primary_at_poll)
+        return 0;
+
+    std::size_t lo = first_past(replay);
 
     Micros passed_at;
     if (lo == count_) {
@@ -53,14 +59,7 @@ Micros LsnHistory::lag_bound(Lsn replay, Lsn primary_at_poll, Micros polled_at, 
 {
     if (replay >= primary_at_poll)
         return 0;
-    std::size_t lo = 0, hi = count_;
-    while (lo < hi) {
-        std::size_t mid = (lo + hi) / 2;
-        if (at(mid).lsn > replay)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
+    std::size_t lo = first_past(replay);
     // The last time the primary is known to have been at or before `replay`.
     Micros known;
     if (lo > 0) {

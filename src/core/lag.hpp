@@ -48,6 +48,8 @@ private:
     std::size_t count_ = 0;
 
     const Sample &at(std::size_t i) const noexcept { return ring_[(head_ + i) % kCapacity]; }
+    // Index of the first sample past `replay` (count_ when none is).
+    std::size_t first_past(Lsn replay) const noexcept;
 };
 
 } // namespace rr
