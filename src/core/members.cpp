@@ -83,18 +83,20 @@ PrimaryChoice choose_primary(const NodeHint *const *nodes, std::size_t n, const 
     };
     for (std::size_t i = 0; i < n; ++i) {
         const NodeHint &h = *nodes[i];
-        // A member registered by a role that is not a superuser never becomes
-        // the write target: it could be a server that only claims to be one
-        // of ours (the system identifier is no secret).
-        if (!h.enabled || !poll_ok(h) || h.in_recovery || h.system_id != local.system_id || !h.may_lead)
+        if (!h.enabled || !poll_ok(h) || h.in_recovery || h.system_id != local.system_id)
             continue;
         int idx = static_cast<int>(i);
         if (h.is_local) {
+            // This very server (its figures, not the entry's): whoever
+            // registered the entry, it is no stranger.
             if (local.in_recovery)
                 continue;  // promoted since that poll; the next one says so
             local_seen = true;
             consider(Candidate{idx, true, local.timeline, local.lsn, followers_of(idx, true)});
-        } else {
+        } else if (h.may_lead) {
+            // A member registered by a role that is not a superuser never
+            // becomes the write target: it could be a server that only claims
+            // to be one of ours (the system identifier is no secret).
             consider(Candidate{idx, false, static_cast<uint32_t>(h.timeline), h.current_lsn, followers_of(idx, false)});
         }
     }

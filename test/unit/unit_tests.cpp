@@ -718,6 +718,11 @@ void member_tests()
     streams_from(r, "127.0.0.1", 6005);
     p = choose_primary(m2, 3, primary);
     CHECK(p.kind == PrimaryChoice::Kind::local && p.index == 0 && p.lsn == 1);
+    // The entry that is this server keeps its name whoever registered it.
+    x.may_lead = false;
+    p = choose_primary(m2, 3, primary);
+    CHECK(p.kind == PrimaryChoice::Kind::local && p.index == 0);
+    x.may_lead = true;
     // A newer timeline elsewhere wins over this server (this server is the old primary).
     y.timeline = 4;
     p = choose_primary(m2, 3, primary);
