@@ -9,7 +9,7 @@ SELECT pg_catalog.json_build_object(
   'in_recovery', pg_catalog.pg_is_in_recovery(),
   -- primary: this server is the primary the worker elects; standby;
   -- unelected: out of recovery but not the primary (an old primary back on
-  -- its old timeline).
+  -- its old timeline); unknown: not every member polled yet.
   'source_role', replica_router._source_role(),
   'server_time', extract(epoch FROM pg_catalog.clock_timestamp()),
   'settings', pg_catalog.json_build_object(

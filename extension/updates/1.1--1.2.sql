@@ -240,7 +240,7 @@ GRANT EXECUTE ON FUNCTION replica_router._assert_writable(), replica_router.add_
 -- serve's /metrics; CHANGELOG.md lists the renamed series), rendered in C from
 -- one JSON document of the views.
 ------------------------------------------------------------------------------
--- Whether this server is the elected primary: primary, standby or unelected.
+-- Whether this server is the elected primary: primary, standby, unelected or unknown.
 CREATE FUNCTION replica_router._source_role() RETURNS text
     LANGUAGE c STABLE AS 'MODULE_PATHNAME', 'replica_router_source_role';
 

@@ -13,6 +13,7 @@
 // labelled primary, and the shipped alert rules page only from a primary's
 // figures.
 #include "exposition.hpp"
+#include "states.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -86,31 +87,45 @@ class Exposition {
     std::string out_;
 };
 
+// A key of an object, or null: the document may come from another version
+// (operator[] on a const json asserts when the key is missing).
+const json &member(const json &j, const char *key)
+{
+    static const json none;
+    if (!j.is_object())
+        return none;
+    auto it = j.find(key);
+    return it != j.end() ? *it : none;
+}
+
 double num(const json &j, const char *key, double fallback = NAN)
 {
-    auto it = j.find(key);
-    return it != j.end() && it->is_number() ? it->get<double>() : fallback;
+    const json &v = member(j, key);
+    return v.is_number() ? v.get<double>() : fallback;
 }
 
 std::string str(const json &j, const char *key)
 {
-    auto it = j.find(key);
-    return it != j.end() && it->is_string() ? it->get<std::string>() : "";
+    const json &v = member(j, key);
+    return v.is_string() ? v.get<std::string>() : "";
 }
 
 bool flag(const json &j, const char *key)
 {
-    auto it = j.find(key);
-    return it != j.end() && it->is_boolean() && it->get<bool>();
+    const json &v = member(j, key);
+    return v.is_boolean() && v.get<bool>();
 }
 
 double severity(const std::string &s) { return s == "critical" ? 2 : s == "warning" ? 1 : s == "ok" ? 0 : NAN; }
 
-// A replica is reachable when its last poll answered in time: every state but
-// these (slow: its poll is overdue; stale: no answer for stale_after).
+// Whether a replica in this state answered its last poll in time, by the
+// library's state table (a state this build does not know: no).
 bool reachable(const std::string &state)
 {
-    return state != "down" && state != "unknown" && state != "stale" && state != "disabled" && state != "slow";
+    for (const StateInfo &s : kStates)
+        if (state == s.name)
+            return s.reachable;
+    return false;
 }
 
 } // namespace
@@ -125,11 +140,11 @@ struct Gauge {
 // Per replica: reachable, routable, state (a StateSet), lag and gaps.
 void render_replicas(Exposition &e, const json &d)
 {
-    const json &nodes = d["nodes"];
+    const json &nodes = member(d, "nodes");
     std::vector<std::string> states;
     std::set<std::string> routable_states;
-    if (d["states"].is_array())
-        for (const auto &s : d["states"]) {
+    if (member(d, "states").is_array())
+        for (const auto &s : member(d, "states")) {
             states.push_back(str(s, "state"));
             if (flag(s, "routable"))
                 routable_states.insert(str(s, "state"));
@@ -180,44 +195,41 @@ void render_replicas(Exposition &e, const json &d)
     });
 }
 
-// Per node, primary included: connections and pool use.
+// Per node, primary included: connections and pool use. Each family reads
+// one figure of the node row or of its pool; a node without it gives no sample.
 void render_nodes(Exposition &e, const json &d)
 {
-    const json &nodes = d["nodes"];
+    const json &nodes = member(d, "nodes");
     auto all_labels = [&](const json &n) {
         return std::vector<std::pair<std::string, std::string>>{{"node", str(n, "node")}, {"role", str(n, "role")}, {"zone", str(n, "zone")}};
     };
-    e.family("replica_router_node_connections", "gauge", "Client connections on the node");
-    for (const auto &n : nodes)
-        if (!std::isnan(num(n, "connections")))
-            e.sample("replica_router_node_connections", all_labels(n), num(n, "connections"));
-    e.family("replica_router_node_max_connections", "gauge", "max_connections of the node");
-    for (const auto &n : nodes)
-        if (!std::isnan(num(n, "max_connections")))
-            e.sample("replica_router_node_max_connections", all_labels(n), num(n, "max_connections"));
-    e.family("replica_router_node_connection_utilisation_ratio", "gauge", "Connections over usable connections (max_connections minus reserved), 0..1");
-    for (const auto &n : nodes)
-        if (n["pool"].is_object() && !std::isnan(num(n["pool"], "utilisation_pct")))
-            // The view's percentage has one decimal: 14.3 % is 0.143, not 0.14300000000000002.
-            e.sample("replica_router_node_connection_utilisation_ratio", all_labels(n),
-                     std::round(num(n["pool"], "utilisation_pct") * 100) / 10000);
-    e.family("replica_router_node_lock_waiting_connections", "gauge", "Connections waiting on a lock on the node");
-    for (const auto &n : nodes)
-        if (n["pool"].is_object() && !std::isnan(num(n["pool"], "waiting_on_locks")))
-            e.sample("replica_router_node_lock_waiting_connections", all_labels(n), num(n["pool"], "waiting_on_locks"));
-    e.family("replica_router_pgbouncer_waiting_clients", "gauge", "Clients waiting in the node's pgbouncer (cl_waiting)");
-    for (const auto &n : nodes)
-        if (n["pool"].is_object() && !std::isnan(num(n["pool"], "cl_waiting")))
-            e.sample("replica_router_pgbouncer_waiting_clients", all_labels(n), num(n["pool"], "cl_waiting"));
-    e.family("replica_router_pool_severity", "gauge", "Connection-use severity of the node: 0 ok, 1 warning, 2 critical");
-    for (const auto &n : nodes)
-        if (n["pool"].is_object() && !std::isnan(severity(str(n["pool"], "severity"))))
-            e.sample("replica_router_pool_severity", all_labels(n), severity(str(n["pool"], "severity")));
+    auto family = [&](const char *name, const char *help, auto value) {
+        e.family(name, "gauge", help);
+        for (const auto &n : nodes) {
+            double v = value(n, member(n, "pool"));
+            if (!std::isnan(v))
+                e.sample(name, all_labels(n), v);
+        }
+    };
+    family("replica_router_node_connections", "Client connections on the node",
+           [](const json &n, const json &) { return num(n, "connections"); });
+    family("replica_router_node_max_connections", "max_connections of the node",
+           [](const json &n, const json &) { return num(n, "max_connections"); });
+    // The view's percentage has one decimal: 14.3 % is 0.143, not 0.14300000000000002.
+    family("replica_router_node_connection_utilisation_ratio",
+           "Connections over usable connections (max_connections minus reserved), 0..1",
+           [](const json &, const json &pool) { return std::round(num(pool, "utilisation_pct") * 100) / 10000; });
+    family("replica_router_node_lock_waiting_connections", "Connections waiting on a lock on the node",
+           [](const json &, const json &pool) { return num(pool, "waiting_on_locks"); });
+    family("replica_router_pgbouncer_waiting_clients", "Clients waiting in the node's pgbouncer (cl_waiting)",
+           [](const json &, const json &pool) { return num(pool, "cl_waiting"); });
+    family("replica_router_pool_severity", "Connection-use severity of the node: 0 ok, 1 warning, 2 critical",
+           [](const json &, const json &pool) { return severity(str(pool, "severity")); });
 }
 
 void render_slots(Exposition &e, const json &d)
 {
-    const json &slots = d["slots"];
+    const json &slots = member(d, "slots");
     auto slot_labels = [&](const json &s) {
         return std::vector<std::pair<std::string, std::string>>{{"slot", str(s, "slot_name")}, {"replica", str(s, "replica")}};
     };
@@ -253,7 +265,7 @@ void render_slots(Exposition &e, const json &d)
 
 void render_worker(Exposition &e, const json &d)
 {
-    const json &w = d["worker"], &h = d["health"];
+    const json &w = member(d, "worker"), &h = member(d, "health");
     e.family("replica_router_worker_up", "gauge", "1 when the polling worker runs and started a round recently");
     e.sample("replica_router_worker_up", {}, h.is_object() && flag(h, "worker_alive") ? 1 : 0);
     if (w.is_object()) {
@@ -289,7 +301,7 @@ void render_worker(Exposition &e, const json &d)
 std::string source_role(const json &d)
 {
     std::string role = str(d, "source_role");
-    if (role == "primary" || role == "standby" || role == "unelected")
+    if (role == "primary" || role == "standby" || role == "unelected" || role == "unknown")
         return role;
     return "unknown";
 }
@@ -312,7 +324,7 @@ std::string render_metrics(const json &d)
 std::string render_metrics(const char *snapshot_text)
 {
     json d = json::parse(snapshot_text);
-    if (!d.is_object() || !d["nodes"].is_array())
+    if (!d.is_object() || !member(d, "nodes").is_array())
         throw std::runtime_error("the snapshot document has no nodes");
     return render_metrics(d);
 }

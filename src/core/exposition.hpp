@@ -13,7 +13,7 @@ std::string render_metrics(const nlohmann::json &snapshot);
 
 // The snapshot's source_role: "primary" (the elected primary), "standby",
 // "unelected" (out of recovery, not the primary: an old primary back on its
-// old timeline) or "unknown".
+// old timeline) or "unknown" (not every member polled yet, or not said).
 std::string source_role(const nlohmann::json &snapshot);
 
 // Parses the document first; throws on one that is malformed.

@@ -33,27 +33,28 @@ struct StateInfo {
     Severity severity;  // of the state itself; healthy and lagging are then judged by their lag
     bool lag_judged;    // severity also depends on replay lag (lag_warning, lag_critical)
     bool routable;      // recommend() may send reads there (lagging: only within a caller's max_lag)
+    bool reachable;     // its last poll answered in time (Prometheus' *_up)
     const char *meaning;
 };
 
 // Indexed by NodeState.
 inline constexpr StateInfo kStates[kStateCount] = {
-    {NodeState::unknown, "unknown", Severity::warning, false, false, "registered, not polled yet"},
-    {NodeState::healthy, "healthy", Severity::ok, true, true, "in recovery, same cluster, replay lag within max_lag"},
-    {NodeState::lagging, "lagging", Severity::ok, true, false,
+    {NodeState::unknown, "unknown", Severity::warning, false, false, false, "registered, not polled yet"},
+    {NodeState::healthy, "healthy", Severity::ok, true, true, true, "in recovery, same cluster, replay lag within max_lag"},
+    {NodeState::lagging, "lagging", Severity::ok, true, false, true,
      "replay lag over max_lag; routed only when the caller or route allows that lag"},
-    {NodeState::down, "down", Severity::critical, false, false, "cannot connect or answer within the timeouts"},
-    {NodeState::promoted, "promoted", Severity::critical, false, false, "not in recovery any more"},
-    {NodeState::self, "self", Severity::warning, false, false,
+    {NodeState::down, "down", Severity::critical, false, false, false, "cannot connect or answer within the timeouts"},
+    {NodeState::promoted, "promoted", Severity::critical, false, false, true, "not in recovery any more"},
+    {NodeState::self, "self", Severity::warning, false, false, true,
      "not reported since 1.2 (the primary's own entry is primary); 1.1: the entry is this server"},
-    {NodeState::foreign, "foreign", Severity::critical, false, false, "a replica of another cluster"},
-    {NodeState::diverged, "diverged", Severity::critical, false, false,
+    {NodeState::foreign, "foreign", Severity::critical, false, false, true, "a replica of another cluster"},
+    {NodeState::diverged, "diverged", Severity::critical, false, false, true,
      "in recovery, but off the primary's timeline history"},
-    {NodeState::stale, "stale", Severity::critical, false, false, "no successful poll for stale_after"},
-    {NodeState::disabled, "disabled", Severity::ok, false, false, "enabled = false in the registry"},
-    {NodeState::primary, "primary", Severity::ok, false, false,
+    {NodeState::stale, "stale", Severity::critical, false, false, false, "no successful poll for stale_after"},
+    {NodeState::disabled, "disabled", Severity::ok, false, false, false, "enabled = false in the registry"},
+    {NodeState::primary, "primary", Severity::ok, false, false, true,
      "the member writes go to: out of recovery, on the newest timeline, followed by the others"},
-    {NodeState::slow, "slow", Severity::warning, true, false,
+    {NodeState::slow, "slow", Severity::warning, true, false, false,
      "healthy or lagging, but its poll is overdue beyond its usual round trip; routed again once it answers"},
 };
 

@@ -112,32 +112,24 @@ RR_SQL_FUNCTION(replica_router_worker_status, "replica_router.worker_status()")
 }
 
 // Whether this server is the primary the worker elected: "primary",
-// "standby", or "unelected" (out of recovery, but the election names another
-// member: an old primary back on its old timeline). Being writable is not
-// enough, and a member row's polled state lags a promotion by one poll, so
-// this reads the election itself.
+// "standby", "unelected" (out of recovery, but the election names another
+// member: an old primary back on its old timeline) or "unknown" (it elected
+// itself before polling every member, as a restarted old primary does until
+// its first round ends). Being writable is not enough, and a member row's
+// polled state lags a promotion by one poll, so this reads the election.
 RR_SQL_FUNCTION(replica_router_source_role, "replica_router._source_role()")
 {
-    const char *role = "primary";
-    if (RecoveryInProgress()) {
-        role = "standby";
-    } else {
-        bool ready = false;
-        rr::ElectedPrimary e = rr::shmem_elected(&ready);
-        if (ready && e.kind == rr::PrimaryChoice::Kind::member) {
-            // A member, not this server (which is Kind::local): unless that
-            // member's entry is this very server.
-            bool local = rr::shmem_read([&e](const rr::SharedState &st) noexcept {
-                for (const rr::NodeHint &h : st.nodes)
-                    if (h.is_local && std::strcmp(h.name, e.node) == 0)
-                        return true;
-                return false;
-            });
-            if (!local)
-                role = "unelected";
-        }
-        // Kind::local is this server; none (just promoted, or before the
-        // first round) is this server too, as _primary() answers then.
-    }
+    const char *role = "standby";
+    if (!RecoveryInProgress())
+        role = rr::shmem_read([](const rr::SharedState &s) noexcept -> const char * {
+            if (!s.hints_ready)
+                return "primary";  // before the worker's first publish, as _primary() answers
+            if (s.elected.kind == rr::PrimaryChoice::Kind::member)
+                return "unelected";  // another member (this server would be Kind::local)
+            for (const rr::NodeHint &h : s.nodes)
+                if (h.enabled && h.last_poll == 0)
+                    return "unknown";
+            return "primary";
+        });
     PG_RETURN_TEXT_P(cstring_to_text(role));
 }

@@ -25,6 +25,7 @@
 namespace rr {
 
 std::string render_page(const Snapshot &snap, const LagHistory &history, double age, double stale_after);  // serve_page.cpp
+std::string render_no_data_page(const std::string &error);  // serve_page.cpp
 
 namespace {
 
@@ -66,8 +67,6 @@ answers 503 once the data is older than stale_after. A replica qualifies when it
 healthy (lag within replica_router.max_lag) and, with max_lag=, its lag is at most
 that; max_lag= also admits a lagging replica whose lag is within it.
 )";
-
-volatile int g_unused = 0;
 
 // 1-63 of A-Z a-z 0-9 _ - . starting with a letter or digit: the extension's
 // rule for node names and zones, and enough for operations.
@@ -284,6 +283,7 @@ struct Server {
             }
         body["reason"] = ok                    ? "the source is the primary"
                          : role == "unelected" ? "the source is out of recovery but not the primary the members elect"
+                         : role == "unknown"   ? "the source's worker has not polled every member yet"
                                                : "the source is a standby: no primary reached";
         send(res, ok ? 200 : 503, body, age);
     }
@@ -403,8 +403,7 @@ struct Server {
         auto snap = src.latest();
         if (!snap) {
             res.status = 503;
-            res.set_content("<!doctype html><title>replica_router</title><p>No data yet: " + src.last_error() + "</p>",
-                            "text/html; charset=utf-8");
+            res.set_content(render_no_data_page(src.last_error()), "text/html; charset=utf-8");
             return;
         }
         double age = std::chrono::duration<double>(Clock::now() - snap->fetched).count();
@@ -412,10 +411,6 @@ struct Server {
         res.set_header("Cache-Control", "no-store");
         res.set_content(render_page(*snap, src.history(), age, src.stale_after()), "text/html; charset=utf-8");
     }
-};
-
-struct Parsed {
-    ServeOptions o;
 };
 
 [[noreturn]] void usage_error(const std::string &why)
@@ -585,7 +580,6 @@ int serve_main(int argc, char **argv)
     pthread_kill(waiter.native_handle(), SIGTERM);
     waiter.join();
     say("stopping");
-    (void) g_unused;
     return 0;
 }
 

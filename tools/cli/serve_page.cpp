@@ -127,4 +127,10 @@ th{background:#f0f0f0;font-weight:600} td.num{text-align:right;font-variant-nume
     return out;
 }
 
+// Before the first snapshot: the error (libpq's or the server's text) escaped.
+std::string render_no_data_page(const std::string &error)
+{
+    return "<!doctype html><title>replica_router</title><p>No data yet: " + html(error) + "</p>";
+}
+
 } // namespace rr
