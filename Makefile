@@ -87,6 +87,8 @@ tools/replica_router: $(CLI_OBJS)
 $(addprefix tools/,$(TOOL_NAMES)): tools/replica_router
 	ln -sf replica_router $@
 install: install-tools
+# A DESTDIR install (the Debian packages: pg_buildext) starts from an empty
+# tree, where bindir does not exist yet.
 install-tools: $(TOOLS)
 	$(MKDIR_P) '$(DESTDIR)$(bindir)'
 	$(INSTALL_PROGRAM) tools/replica_router '$(DESTDIR)$(bindir)/'
@@ -99,10 +101,3 @@ clean-tools:
 .PHONY: test install-tools clean-tools
 test:
 	./scripts/test.sh
-
-# A DESTDIR install (the Debian packages: pg_buildext) starts from an empty
-# tree, where bindir does not exist yet.
-install-tools: install-bindir
-install-bindir:
-	$(MKDIR_P) '$(DESTDIR)$(bindir)'
-.PHONY: install-bindir

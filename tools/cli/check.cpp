@@ -446,6 +446,7 @@ void connect(const Options &o)
         params.add("user", *o.user);
     if (!o.timeout_given && std::getenv("PGCONNECT_TIMEOUT") == nullptr)
         params.add("connect_timeout", timeout);  // a default the connection string may override
+    params.add_dead_peer_limits();  // a frozen server: statement_timeout alone would never fire
     if (o.dbname)
         params.add("dbname", *o.dbname);
     else if (std::getenv("PGDATABASE") == nullptr && std::getenv("PGSERVICE") == nullptr)
@@ -454,7 +455,6 @@ void connect(const Options &o)
         params.add("connect_timeout", timeout);
     params.add("fallback_application_name", "replica_router check");
 
-    std::string err;
     g_conn = nullptr;
     std::vector<const char *> keys, values;
     for (const auto &[k, v] : params.kv) {

@@ -324,14 +324,10 @@ PGconn *open_conn(const std::string &conninfo, bool source, const std::string &l
     ConnParams p;
     p.add("connect_timeout", "5");
     p.add("application_name", "replica_router_follower");
-    if (source) {
-        // A hung source must not hang the follower: bounded statements, keepalives.
+    // A hung source or pgbouncer must not hang the follower.
+    p.add_dead_peer_limits();
+    if (source)
         p.add("options", "-c statement_timeout=5000");
-        p.add("keepalives", "1");
-        p.add("keepalives_idle", "10");
-        p.add("keepalives_interval", "5");
-        p.add("keepalives_count", "3");
-    }
     p.add("dbname", conninfo);
     auto deadline = Clock::now() + std::chrono::seconds(connect_timeout_of(conninfo, kDefaultConnectTimeoutS));
     PGconn *conn = connect_until(p, deadline, g_wake[0], &g_stop, err);

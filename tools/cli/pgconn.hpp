@@ -65,6 +65,16 @@ int connect_timeout_of(const std::string &conninfo, int default_s);
 struct ConnParams {
     std::vector<std::pair<std::string, std::string>> kv;
     void add(const std::string &k, const std::string &v) { kv.emplace_back(k, v); }
+    // A peer that stops answering (frozen, black-holed) costs a blocked call
+    // about 25 s, not the kernel's minutes: keepalives and a TCP user timeout.
+    void add_dead_peer_limits()
+    {
+        add("keepalives", "1");
+        add("keepalives_idle", "10");
+        add("keepalives_interval", "5");
+        add("keepalives_count", "3");
+        add("tcp_user_timeout", "25000");
+    }
 };
 
 // Connects without blocking past the deadline; wake_fd (or -1) readable, or

@@ -107,7 +107,7 @@ bool Source::connect(PGconn **conn, bool listen, std::string &err)
     p.add("target_session_attrs", "read-write");
     p.add("application_name", "replica_router serve");
     p.add("options", "-c statement_timeout=5000 -c search_path=pg_catalog");
-    p.add("keepalives_idle", "10");
+    p.add_dead_peer_limits();
     p.add("dbname", opt_.source);
     auto deadline = Clock::now() + std::chrono::seconds(connect_timeout_of(opt_.source, 5));
     *conn = connect_until(p, deadline, wake_[0], &stop_flag_, err);
