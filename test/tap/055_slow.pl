@@ -67,7 +67,8 @@ $rr->wait_rounds(8);
 	is($state, 'slow', "hung s2 left out as slow, before the query timeout (3 s) made it down");
 	like($reason, qr/^slow: poll overdue by \d+ ms \(unanswered for \d+ ms, limit \d+ ms\)$/,
 		"candidates() says why: $reason");
-	cmp_ok($took // 99, '<', 1.5, sprintf('hung s2 out of routing in %.0f ms (poll 250 ms + RTO >= 100 ms; bound 1.5 s)',
+	# Typically 0.34 s; under the 3 s query timeout either way.
+	cmp_ok($took // 99, '<', 2.5, sprintf('hung s2 out of routing in %.0f ms (poll 250 ms + RTO >= 100 ms; bound 2.5 s)',
 		1000 * ($took // 99)));
 	push @figures, sprintf('hung: out of routing %.0f ms after SIGSTOP', 1000 * ($took // -1));
 	my $err = $rr->q("SELECT error FROM replica_router.status WHERE node = 's2'");

@@ -112,8 +112,12 @@ EOF
 	is($info->[0]{metric}{version} // '', '1.2', 'replica_router_info{version="1.2"}');
 	my $states = $query->('count(replica_router_replica_state{node="s1"})');
 	cmp_ok($states->[0]{value}[1] // 0, '>=', 10, 'the StateSet: a series per state');
-	my $rules = eval { decode_json($http->get("http://127.0.0.1:$port/api/v1/rules")->{content}) } // {};
-	my @loaded = map { @{ $_->{rules} } } @{ $rules->{data}{groups} // [] };
+	# A rule's health is "unknown" until its first evaluation: poll.
+	my @loaded;
+	wait_until(30, sub {
+		my $rules = eval { decode_json($http->get("http://127.0.0.1:$port/api/v1/rules")->{content}) } // {};
+		@loaded = map { @{ $_->{rules} } } @{ $rules->{data}{groups} // [] };
+		(grep { ($_->{health} // '') eq 'ok' } @loaded) == 7 }, 0.5);
 	is(scalar(grep { ($_->{health} // '') eq 'ok' } @loaded), 7, 'Prometheus loaded the 7 alert rules, all evaluating ok');
 	$prom->signal('TERM');
 	$prom->finish;
@@ -201,8 +205,9 @@ EOF
 	diag(sprintf('HAProxy switch (replay paused): serve failed s1\'s check %.2f s after the pause; '
 			. 'reads reaching s1 after that: %d (the last %.2f s after); last read on s1 %.2f s after the pause; loop step %.2f s',
 			($t_over // $t_pause) - $t_pause, $n_after, $after_503, $after_pause, $step));
-	cmp_ok($after_pause, '<', 4, 'reads left the paused replica within 4 s of the pause (max_lag 1s)');
-	cmp_ok($after_503, '<', 1, 'no read reached it later than 1 s after serve failed its check (inter 200ms)');
+	# Typically 1.05 s (1 s of it the max_lag threshold); 1.35 s on a loaded machine.
+	cmp_ok($after_pause, '<', 6, 'reads left the paused replica within 6 s of the pause (max_lag 1s)');
+	cmp_ok($after_503, '<', 2, 'no read reached it later than 2 s after serve failed its check (inter 200ms; typically none)');
 	like(slurp_file($hlog), qr/Server pg_read\/s1 is DOWN/, 'HAProxy logs s1 DOWN (check failed)');
 	$s1->safe_psql('postgres', 'SELECT pg_wal_replay_resume()');
 	ok(defined wait_until(20, sub { my $p = $read->(); defined $p && $p == $s1->port }, 0.05), 's1 resumed: back in rotation');

@@ -65,13 +65,19 @@ sub tool
 	return -x $built ? $built : $name;
 }
 
-# Runs a command (60 s at most); returns (exit code, stdout, stderr).
+# Runs a command (120 s at most); returns (exit code, stdout, stderr). A
+# command that overruns is killed and returns 124, as timeout(1) does (one failed check, not a
+# test file that dies).
 sub run_tool
 {
 	my (@cmd) = @_;
 	my ($out, $err) = ('', '');
-	my $h = IPC::Run::start(\@cmd, '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(60));
-	$h->finish;
+	my $h = IPC::Run::start(\@cmd, '<', \undef, '>', \$out, '2>', \$err, IPC::Run::timeout(120));
+	if (!eval { $h->finish; 1 })
+	{
+		$h->kill_kill;
+		return (124, $out, $err . "\n(killed: $@)");
+	}
 	return ($h->result(0), $out, $err);
 }
 
